@@ -1,0 +1,59 @@
+"""Python API for images: `encode_image(...) -> bytes` and `decode_image(bytes) -> PIL.Image`."""
+from __future__ import annotations
+
+from PIL import Image
+
+from codec import bitstream
+from codec.errors import CodecError
+from codec.image.base import LatentStreams, VariableRateImageModel
+from codec.imageio import LoadedImage, from_pil, to_pil
+from codec.precision import use_bf16
+from codec.zoo import ModelCard, load_model
+
+DEFAULT_MODEL = "ms-hyperprior"
+
+
+def prepared_model(name: str, fast: bool | None = None) -> tuple[VariableRateImageModel, ModelCard]:
+    """A shipped model with the bf16 transform path switched on where the CPU supports it (or as asked)."""
+    model, card = load_model(name)
+    model.set_fast_transforms(use_bf16() if fast is None else fast)
+    return model, card
+
+
+def encode_image(
+    image: Image.Image | LoadedImage,
+    model: str = DEFAULT_MODEL,
+    quality: float | None = None,
+    fast: bool | None = None,
+) -> bytes:
+    """Compress an image into a container (see codec.bitstream)."""
+    loaded = image if isinstance(image, LoadedImage) else from_pil(image)
+    network, card = prepared_model(model, fast)
+    quality = card.default_quality if quality is None else float(quality)
+    height, width = loaded.pixels.shape[-2:]
+    streams = network.compress(loaded.pixels, quality)
+    return bitstream.write(
+        bitstream.Container(
+            kind="image", model=card.name, weights_digest=card.digest, quality=quality, height=height,
+            width=width, channels=loaded.channels, bit_depth=loaded.bit_depth, shapes=streams.shapes,
+            sections=streams.sections,
+        )
+    )
+
+
+def decode_image(data: bytes, max_pixels: int = bitstream.DEFAULT_MAX_PIXELS, fast: bool | None = None) -> Image.Image:
+    """Decompress a container made by `encode_image` (refusing one made with other weights)."""
+    container = bitstream.parse(data, max_pixels=max_pixels)
+    if container.kind != "image":
+        raise CodecError(f"this is a {container.kind} bitstream, not an image")
+    network, card = prepared_model(container.model, fast)
+    if container.weights_digest != card.digest:
+        raise CodecError(
+            f"bitstream was made with other weights for {container.model!r} "
+            f"(digest {container.weights_digest.hex()}, shipped {card.digest.hex()})"
+        )
+    if not 0.0 <= container.quality <= network.max_quality:
+        raise CodecError(f"corrupt bitstream: quality {container.quality:g} outside the model's range")
+    streams = LatentStreams(container.sections, container.shapes)
+    pixels = network.decompress(streams, container.quality, container.height, container.width)
+    return to_pil(pixels, container.channels)

@@ -1,0 +1,148 @@
+"""The container: a versioned, self-describing, checksummed file. Knows nothing about neural networks.
+
+Layout (all integers little-endian):
+
+    magic "LCDC" | version u8 | kind u8 | name_len u8 | name | weights digest 8B | quality f32
+    | height u32 | width u32 | channels u8 | bit_depth u8
+    | n_shapes u8 | per shape: ndim u8, dims u32 * ndim
+    | n_sections u8 | section lengths u32 * n | section bytes ... | crc32 u32 (over everything before it)
+
+The parser trusts nothing: every count, length and shape is checked against a limit before anything is allocated.
+"""
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from codec.errors import CodecError
+
+MAGIC = b"LCDC"
+VERSION = 1
+KINDS = {1: "image", 2: "feature"}
+KIND_CODES = {name: code for code, name in KINDS.items()}
+DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels; raise with --max-pixels
+MAX_NAME_LENGTH = 64
+MAX_SHAPES = 8
+MAX_DIMS = 6
+MAX_SECTIONS = 16
+MAX_LATENT_ELEMENTS = 1 << 28
+_CRC_SIZE = 4
+
+
+@dataclass
+class Container:
+    """Everything a decoder needs: which model (and which weights), the rate, the original image, the streams."""
+
+    kind: str
+    model: str
+    weights_digest: bytes
+    quality: float
+    height: int
+    width: int
+    channels: int = 3
+    bit_depth: int = 8
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
+    sections: list[bytes] = field(default_factory=list)
+
+    @property
+    def header_bytes(self) -> int:
+        """Bytes that are not entropy-coded payload (magic, header, lengths, checksum)."""
+        return len(write(self)) - sum(len(section) for section in self.sections)
+
+
+def write(container: Container) -> bytes:
+    name = container.model.encode("ascii")
+    if not 0 < len(name) <= MAX_NAME_LENGTH:
+        raise ValueError(f"model name must be 1..{MAX_NAME_LENGTH} ASCII characters")
+    if len(container.weights_digest) != 8:
+        raise ValueError("weights digest must be 8 bytes")
+    if len(container.shapes) > MAX_SHAPES or len(container.sections) > MAX_SECTIONS:
+        raise ValueError("too many shapes or sections")
+    out = bytearray(MAGIC)
+    out += struct.pack("<BBB", VERSION, KIND_CODES[container.kind], len(name)) + name + container.weights_digest
+    out += struct.pack("<fIIBB", container.quality, container.height, container.width, container.channels,
+                       container.bit_depth)
+    out += struct.pack("<B", len(container.shapes))
+    for shape in container.shapes:
+        out += struct.pack(f"<B{len(shape)}I", len(shape), *shape)
+    out += struct.pack(f"<B{len(container.sections)}I", len(container.sections), *map(len, container.sections))
+    for section in container.sections:
+        out += section
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.position = 0
+        self.end = len(data) - _CRC_SIZE
+
+    def take(self, size: int) -> bytes:
+        if size < 0 or self.position + size > self.end:
+            raise CodecError("truncated bitstream: the file ends before its header says it should")
+        chunk = bytes(self.data[self.position : self.position + size])
+        self.position += size
+        return chunk
+
+    def unpack(self, fmt: str) -> tuple:
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+
+
+def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
+    """Parse and verify a container; raise `CodecError` with a one-line reason for anything wrong."""
+    if len(data) < len(MAGIC) or bytes(data[:4]) != MAGIC:
+        raise CodecError("not a codec bitstream (bad magic); was it made by `codec encode`?")
+    if len(data) < len(MAGIC) + 1 + _CRC_SIZE:
+        raise CodecError("truncated bitstream")
+    reader = _Reader(data)
+    reader.take(len(MAGIC))
+    version, kind_code, name_length = reader.unpack("BBB")
+    if version != VERSION:
+        raise CodecError(f"unsupported bitstream version {version} (this codec reads version {VERSION})")
+    if kind_code not in KINDS:
+        raise CodecError(f"corrupt bitstream: unknown payload kind {kind_code}")
+    if not 0 < name_length <= MAX_NAME_LENGTH:
+        raise CodecError("corrupt bitstream: bad model name length")
+    try:
+        model = reader.take(name_length).decode("ascii")
+    except UnicodeDecodeError:
+        raise CodecError("corrupt bitstream: model name is not ASCII") from None
+    digest = reader.take(8)
+    quality, height, width, channels, bit_depth = reader.unpack("fIIBB")
+    if not math.isfinite(quality):
+        raise CodecError("corrupt bitstream: quality is not a finite number")
+    if height == 0 or width == 0 or channels not in (1, 3, 4) or bit_depth not in (8, 16):
+        raise CodecError("corrupt bitstream: bad image geometry")
+    if height * width > max_pixels:
+        raise CodecError(
+            f"image of {width}x{height} = {height * width} pixels exceeds the limit of {max_pixels} pixels "
+            "(raise it with --max-pixels)"
+        )
+    (shape_count,) = reader.unpack("B")
+    if shape_count > MAX_SHAPES:
+        raise CodecError(f"corrupt bitstream: {shape_count} latent shapes (limit {MAX_SHAPES})")
+    shapes = []
+    for _ in range(shape_count):
+        (ndim,) = reader.unpack("B")
+        if not 0 < ndim <= MAX_DIMS:
+            raise CodecError("corrupt bitstream: bad latent rank")
+        shape = reader.unpack(f"{ndim}I")
+        if math.prod(shape) > MAX_LATENT_ELEMENTS:
+            raise CodecError(f"latent of shape {shape} exceeds the limit of {MAX_LATENT_ELEMENTS} elements")
+        shapes.append(tuple(shape))
+    (section_count,) = reader.unpack("B")
+    if section_count > MAX_SECTIONS:
+        raise CodecError(f"corrupt bitstream: {section_count} sections (limit {MAX_SECTIONS})")
+    lengths = reader.unpack(f"{section_count}I")
+    if sum(lengths) != reader.end - reader.position:
+        if sum(lengths) > reader.end - reader.position:
+            raise CodecError("truncated bitstream: sections extend past the end of the file")
+        raise CodecError("corrupt bitstream: trailing bytes after the last section")
+    sections = [reader.take(length) for length in lengths]
+    (stored_crc,) = struct.unpack("<I", bytes(data[-_CRC_SIZE:]))
+    if zlib.crc32(bytes(data[:-_CRC_SIZE])) != stored_crc:
+        raise CodecError("corrupt bitstream: checksum mismatch (the file was damaged)")
+    return Container(KINDS[kind_code], model, digest, quality, height, width, channels, bit_depth, shapes, sections)

@@ -1,0 +1,189 @@
+"""The `codec` command: encode, decode, info, models, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from codec import bitstream
+from codec.errors import CodecError
+
+SAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from codec.api import encode_image
+    from codec.imageio import check_output, load_image, write_atomically
+
+    check_output(args.output, args.force, inputs=(args.input,))
+    started = time.perf_counter()
+    loaded = load_image(args.input, args.max_pixels)
+    data = encode_image(loaded, model=args.model, quality=args.quality)
+    write_atomically(args.output, data)
+    height, width = loaded.pixels.shape[-2:]
+    print(f"{args.output}: {len(data)} bytes, {len(data) * 8 / (height * width):.4f} bpp, "
+          f"{time.perf_counter() - started:.2f} s")
+
+
+def _decode(args: argparse.Namespace) -> None:
+    from codec.api import decode_image
+    from codec.imageio import check_output, image_bytes, write_atomically
+
+    check_output(args.output, args.force, inputs=(args.input,))
+    started = time.perf_counter()
+    image = decode_image(_read(args.input), max_pixels=args.max_pixels)
+    write_atomically(args.output, image_bytes(image, args.output))
+    print(f"{args.output}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CodecError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CodecError(f"{path}: is a directory") from None
+    except OSError as error:
+        raise CodecError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def _info(args: argparse.Namespace) -> None:
+    data = _read(args.input)
+    container = bitstream.parse(data, max_pixels=args.max_pixels)
+    info = {
+        "kind": container.kind, "model": container.model, "weights_digest": container.weights_digest.hex(),
+        "quality": round(container.quality, 6), "width": container.width, "height": container.height,
+        "channels": container.channels, "bit_depth": container.bit_depth,
+        "latent_shapes": [list(shape) for shape in container.shapes],
+        "section_bytes": [len(section) for section in container.sections],
+        "header_bytes": container.header_bytes, "total_bytes": len(data),
+        "bpp": len(data) * 8 / (container.width * container.height),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>15}: {value}")
+
+
+def _models(args: argparse.Namespace) -> None:
+    from codec.zoo import model_cards
+
+    cards = model_cards()
+    if not cards:
+        print("no shipped models")
+    for card in cards.values():
+        print(f"{card.name}  ({card.family}, quality 0..{len(card.config['lambdas']) - 1}, "
+              f"default {card.default_quality:g})  {card.summary}")
+        kodak = card.results.get("kodak", {})
+        for bpp_value, psnr_value, quality in zip(kodak.get("bpp", []), kodak.get("psnr", []), kodak.get("quality", [])):
+            print(f"    kodak  quality {quality:<4g} {bpp_value:.3f} bpp  {psnr_value:.2f} dB")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    """Encode and decode a sample photo with a shipped model; print bpp, PSNR, MS-SSIM and times."""
+    from codec.api import decode_image, encode_image, prepared_model
+    from codec.imageio import load_image
+    from codec.metrics import bpp, ms_ssim, psnr
+    from codec.precision import use_bf16
+
+    if not args.image.exists():
+        raise CodecError(f"sample image {args.image} not found; pass one with --image")
+    loaded = load_image(args.image, bitstream.DEFAULT_MAX_PIXELS)
+    from codec.imageio import to_pil
+
+    original = to_pil(loaded.pixels, loaded.channels)
+    _, card = prepared_model(args.model)
+    quality = card.default_quality if args.quality is None else args.quality
+    encode_image(loaded, model=args.model, quality=quality)  # warm-up (first call initialises kernels)
+    started = time.perf_counter()
+    data = encode_image(loaded, model=args.model, quality=quality)
+    encoded = time.perf_counter()
+    decoded = decode_image(data)
+    finished = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        on_disk = Path(folder) / "sample.bin"
+        on_disk.write_bytes(data)
+        size = on_disk.stat().st_size
+    print(f"image      {args.image} ({original.width}x{original.height})")
+    print(f"model      {card.name} quality {quality:g} (bf16 transforms: {'on' if use_bf16() else 'off'})")
+    print(f"size       {size} bytes = {bpp(size, original):.4f} bpp (header included)")
+    print(f"psnr       {psnr(original, decoded):.2f} dB")
+    print(f"ms-ssim    {ms_ssim(original, decoded):.4f}")
+    print(f"encode     {encoded - started:.3f} s")
+    print(f"decode     {finished - encoded:.3f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codec", description="Learned image codec (hyperprior models).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def limit(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--max-pixels", type=int, default=bitstream.DEFAULT_MAX_PIXELS,
+                         help="largest image accepted (default %(default)s)")
+
+    encode = commands.add_parser("encode", help="compress an image")
+    encode.add_argument("input", type=Path)
+    encode.add_argument("-o", "--output", type=Path, required=True)
+    encode.add_argument("--model", default="ms-hyperprior")
+    encode.add_argument("--quality", type=float, default=None, help="rate point, 0 (smallest) .. max of the model")
+    encode.add_argument("--force", action="store_true", help="overwrite an existing output")
+    limit(encode)
+    encode.set_defaults(run=_encode)
+
+    decode = commands.add_parser("decode", help="decompress a .bin file to an image")
+    decode.add_argument("input", type=Path)
+    decode.add_argument("-o", "--output", type=Path, required=True)
+    decode.add_argument("--force", action="store_true", help="overwrite an existing output")
+    limit(decode)
+    decode.set_defaults(run=_decode)
+
+    info = commands.add_parser("info", help="print a bitstream's header")
+    info.add_argument("input", type=Path)
+    info.add_argument("--json", action="store_true")
+    limit(info)
+    info.set_defaults(run=_info)
+
+    models = commands.add_parser("models", help="list shipped models and their measured figures")
+    models.set_defaults(run=_models)
+
+    demo = commands.add_parser("demo", help="encode + decode a sample photo, print bpp / PSNR / time")
+    demo.add_argument("--image", type=Path, default=SAMPLE_IMAGE)
+    demo.add_argument("--model", default="ms-hyperprior")
+    demo.add_argument("--quality", type=float, default=None)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"codec: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show_warning
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        args.run(args)
+    except CodecError as error:
+        print(f"codec: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("codec: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # never a traceback for users; CODEC_DEBUG=1 shows it
+        if os.environ.get("CODEC_DEBUG"):
+            raise
+        print(f"codec: internal error: {type(error).__name__}: {error} (set CODEC_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

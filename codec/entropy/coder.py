@@ -1,0 +1,87 @@
+"""Table-indexed ANS coding with constriction (Bamler, constriction).
+
+Symbols are grouped by table; the groups go onto one ANS stack in descending table order so the decoder, which
+knows every symbol's table from what it decoded before, pops them in ascending order without any side information.
+"""
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from codec.entropy.escape import decode_escapes, encode_escapes
+from codec.entropy.tables import PRECISION, TableSet
+from codec.errors import CodecError
+
+
+def _model(tables: TableSet, table: int) -> constriction.stream.model.Categorical:
+    counts = tables.counts[table, : tables.lengths[table]].astype(np.float64)
+    return constriction.stream.model.Categorical(counts, perfect=False)
+
+
+def _groups(table_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions sorted by table (stable), the tables present, and where each table's run starts."""
+    order = np.argsort(table_index, kind="stable")
+    present, starts = np.unique(table_index[order], return_index=True)
+    return order, present, np.append(starts, len(order))
+
+
+def _check_index(table_index: np.ndarray, tables: TableSet) -> None:
+    if table_index.size and (table_index.min() < 0 or table_index.max() >= tables.num_tables):
+        raise CodecError("table index out of range")
+
+
+def encode_symbols(symbols: np.ndarray, table_index: np.ndarray, tables: TableSet) -> tuple[bytes, bytes]:
+    """Code integer `symbols` (any shape) each with table `table_index` (same shape).
+
+    Returns (ANS stream as little-endian uint32 words, escape stream)."""
+    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    _check_index(table_index, tables)
+    values = symbols - tables.offsets[table_index]
+    escape = tables.lengths[table_index] - 1
+    out_of_range = (values < 0) | (values >= escape)
+    values = np.where(out_of_range, escape, values).astype(np.int32)
+    order, present, starts = _groups(table_index)
+    encoder = constriction.stream.stack.AnsCoder()
+    for group in range(len(present) - 1, -1, -1):
+        positions = order[starts[group] : starts[group + 1]]
+        encoder.encode_reverse(values[positions], _model(tables, int(present[group])))
+    words = encoder.get_compressed().astype("<u4")
+    return words.tobytes(), encode_escapes(symbols[out_of_range])
+
+
+def decode_symbols(stream: bytes, escapes: bytes, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
+    """Inverse of `encode_symbols`; returns int64 symbols shaped like `table_index`."""
+    shape = np.shape(table_index)
+    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    _check_index(table_index, tables)
+    if len(stream) % 4:
+        raise CodecError("corrupt bitstream: ANS stream length is not a multiple of 4")
+    words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
+    values = np.empty(len(table_index), dtype=np.int64)
+    order, present, starts = _groups(table_index)
+    try:
+        decoder = constriction.stream.stack.AnsCoder(words)
+        for group in range(len(present)):
+            positions = order[starts[group] : starts[group + 1]]
+            values[positions] = decoder.decode(_model(tables, int(present[group])), len(positions))
+    except (ValueError, RuntimeError, AssertionError) as error:
+        raise CodecError(f"corrupt bitstream: entropy decoding failed ({error})") from None
+    escape = tables.lengths[table_index] - 1
+    is_escape = values == escape
+    symbols = values + tables.offsets[table_index]
+    symbols[is_escape] = decode_escapes(escapes, int(is_escape.sum()))
+    return symbols.reshape(shape)
+
+
+def ideal_bits(symbols: np.ndarray, table_index: np.ndarray, tables: TableSet) -> float:
+    """-log2 p of the symbols under the integer tables, plus 8 bits per escape-stream byte."""
+    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    values = symbols - tables.offsets[table_index]
+    escape = tables.lengths[table_index] - 1
+    out_of_range = (values < 0) | (values >= escape)
+    values = np.where(out_of_range, escape, values)
+    counts = tables.counts[table_index, values].astype(np.float64)
+    bits = float(np.sum(PRECISION - np.log2(counts)))
+    return bits + 8 * len(encode_escapes(symbols[out_of_range]))

@@ -1,0 +1,46 @@
+"""The second stream: exact values of symbols that fell outside their table, as zigzag LEB128 varints."""
+from __future__ import annotations
+
+import numpy as np
+
+from codec.errors import CodecError
+
+_MAX_VARINT_BYTES = 5  # values are int32
+
+
+def encode_escapes(values: np.ndarray) -> bytes:
+    out = bytearray()
+    for value in values.astype(np.int64).tolist():
+        zigzag = (value << 1) if value >= 0 else ((-value << 1) - 1)
+        while True:
+            byte = zigzag & 0x7F
+            zigzag >>= 7
+            if zigzag:
+                out.append(byte | 0x80)
+            else:
+                out.append(byte)
+                break
+    return bytes(out)
+
+
+def decode_escapes(data: bytes, count: int) -> np.ndarray:
+    values = np.empty(count, dtype=np.int64)
+    position = 0
+    for index in range(count):
+        zigzag = 0
+        for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
+            if position >= len(data):
+                raise CodecError("corrupt bitstream: escape stream ends early")
+            byte = data[position]
+            position += 1
+            zigzag |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+        else:
+            raise CodecError("corrupt bitstream: escape value too long")
+        values[index] = (zigzag >> 1) if not zigzag & 1 else -((zigzag + 1) >> 1)
+    if position != len(data):
+        raise CodecError("corrupt bitstream: trailing bytes in escape stream")
+    if np.any(np.abs(values) > 2**31 - 1):
+        raise CodecError("corrupt bitstream: escape value out of range")
+    return values

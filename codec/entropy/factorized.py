@@ -1,0 +1,36 @@
+"""Factorized coder: one integer PMF per channel, from a trained CompressAI `EntropyBottleneck`.
+
+Ballé, Laparra, Simoncelli, "End-to-end optimized image compression" (ICLR 2017) / Ballé et al. (ICLR 2018):
+each channel has its own learned density; a symbol is round(z - median) of its channel.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+
+from codec.entropy.tables import TableSet
+
+MAX_HALF_WIDTH = 1024
+
+
+@torch.no_grad()
+def build_factorized_tables(bottleneck: EntropyBottleneck) -> tuple[TableSet, torch.Tensor]:
+    """Per-channel tables and the medians to subtract before coding (shape [C])."""
+    quantiles = bottleneck.quantiles.detach().float().cpu()  # [C, 1, 3]: low, median, high
+    medians = quantiles[:, 0, 1]
+    pmfs, offsets, tails = [], [], []
+    for channel in range(quantiles.shape[0]):
+        median = float(medians[channel])
+        low = max(-MAX_HALF_WIDTH, math.floor(float(quantiles[channel, 0, 0]) - median))
+        high = min(MAX_HALF_WIDTH, math.ceil(float(quantiles[channel, 0, 2]) - median))
+        support = torch.arange(low, high + 1, dtype=torch.float32)
+        points = (support + median).view(1, 1, -1).expand(quantiles.shape[0], 1, -1)
+        likelihood, _, _ = bottleneck._likelihood(points)
+        pmf = likelihood[channel, 0].double().numpy()
+        pmfs.append(pmf)
+        offsets.append(low)
+        tails.append(max(0.0, 1.0 - float(pmf.sum())))
+    return TableSet.from_pmfs(pmfs, offsets, tails), medians

@@ -1,0 +1,111 @@
+"""What every image model shares: padding, gain units, the bf16 transform path and the compress/decompress pair."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codec.entropy.tables import TableSet
+from codec.errors import CodecError
+from codec.nn.gain import GainUnits
+from codec.precision import transform_autocast
+
+
+@dataclass
+class LatentStreams:
+    """Entropy-coded sections of one image and the latent shapes they decode to."""
+
+    sections: list[bytes]
+    shapes: list[tuple[int, ...]]
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+class VariableRateImageModel(nn.Module):
+    """Base of the image models: g_a / g_s plus gain units (Cui et al., CVPR 2021) for a continuous rate.
+
+    `quality` is a float in [0, num_levels - 1]; level i was trained with `lambdas[i]` (higher = better quality).
+    """
+
+    stride: int = 64  # total downsampling of the deepest latent: inputs are padded to a multiple of it
+    table_names: tuple[str, ...] = ()
+
+    def __init__(self, lambdas: tuple[float, ...], latent_channels: int) -> None:
+        super().__init__()
+        self.lambdas = tuple(float(value) for value in lambdas)
+        initial = 0.5 * torch.log(torch.tensor(self.lambdas) / max(self.lambdas))
+        self.gains = GainUnits(len(self.lambdas), latent_channels, initial)
+        self.use_bf16 = False
+        self.tables: dict[str, TableSet] = {}
+        self.table_tensors: dict[str, torch.Tensor] = {}
+
+    @property
+    def max_quality(self) -> float:
+        return float(len(self.lambdas) - 1)
+
+    def quality_tensor(self, quality: float, batch: int = 1) -> torch.Tensor:
+        if not 0.0 <= quality <= self.max_quality:
+            raise CodecError(f"quality must be in [0, {self.max_quality:g}], got {quality:g}")
+        return torch.full((batch,), float(quality))
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h = (-height) % self.stride
+        pad_w = (-width) % self.stride
+        if pad_h == 0 and pad_w == 0:
+            return x
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """g_a under bf16 autocast where enabled; returns fp32."""
+        x = x.contiguous(memory_format=torch.channels_last) if self.use_bf16 else x
+        with transform_autocast(self.use_bf16, x.device):
+            y = self.g_a(x)
+        return y.float().contiguous()
+
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """g_s under bf16 autocast where enabled; returns fp32."""
+        y_hat = y_hat.contiguous(memory_format=torch.channels_last) if self.use_bf16 else y_hat
+        with transform_autocast(self.use_bf16, y_hat.device):
+            x_hat = self.g_s(y_hat)
+        return x_hat.float().contiguous()
+
+    def set_fast_transforms(self, enabled: bool) -> None:
+        """Switch the bf16 + channels_last path for g_a / g_s on or off."""
+        self.use_bf16 = enabled
+        memory_format = torch.channels_last if enabled else torch.contiguous_format
+        self.g_a.to(memory_format=memory_format)
+        self.g_s.to(memory_format=memory_format)
+
+    # --- frozen tables -------------------------------------------------------------------------------------
+    def table_state(self) -> dict[str, torch.Tensor]:
+        """Integer tables (and medians) built by `update()`, to save next to the weights."""
+        if not self.tables:
+            raise RuntimeError("call update() before saving tables")
+        state = dict(self.table_tensors)
+        for name, table in self.tables.items():
+            state.update(table.to_tensors(name))
+        return state
+
+    def load_table_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.tables = {name: TableSet.from_tensors(state, name) for name in self.table_names}
+        known = {f"{name}_{part}" for name in self.table_names for part in ("counts", "lengths", "offsets")}
+        self.table_tensors = {key: value for key, value in state.items() if key not in known}
+        self._after_tables_loaded()
+
+    def _after_tables_loaded(self) -> None:
+        """Hook for models that derive inference-only state once tables are in place."""
+
+    def check_ready(self) -> None:
+        if not self.tables:
+            raise RuntimeError("model tables are not built: call update() or load them with the weights")
+
+    @staticmethod
+    def expect_shapes(streams: LatentStreams, expected: list[tuple[int, ...]]) -> None:
+        if [tuple(shape) for shape in streams.shapes] != expected:
+            raise CodecError(f"corrupt bitstream: latent shapes {streams.shapes} do not match the image size")

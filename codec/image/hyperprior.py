@@ -1,0 +1,195 @@
+"""Factorized-prior, scale-hyperprior and mean-scale-hyperprior image models, all variable-rate.
+
+- Ballé, Minnen, Singh, Hwang, Johnston, "Variational image compression with a scale hyperprior" (ICLR 2018)
+- Minnen, Ballé, Toderici, "Joint autoregressive and hierarchical priors for learned image compression"
+  (NeurIPS 2018): the mean-scale hyperprior, used here without the autoregressive context.
+
+    x -> pad -> g_a -> y * gain -> h_a -> z -> [factorized tables] -> z_hat -> exact h_s -> scale index, mean
+                              y -> round(y - mean) -> [gaussian tables] -> y_hat / gain -> g_s -> crop -> x_hat
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+from codec.errors import CodecError
+from codec.entropy.coder import decode_symbols, encode_symbols
+from codec.entropy.factorized import build_factorized_tables
+from codec.entropy.gaussian import build_gaussian_tables, default_scale_table, scale_indices
+from codec.image import transforms
+from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
+from codec.nn.exact import ExactSequential
+
+
+def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Table index = channel, for a [B, C, H, W] latent."""
+    return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
+
+
+class FactorizedPrior(VariableRateImageModel):
+    """Ballé et al. (ICLR 2017 / 2018) factorized prior: y coded with one learned density per channel."""
+
+    stride = 16
+    table_names = ("y",)
+
+    def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
+        super().__init__(lambdas, m)
+        self.g_a = transforms.analysis_transform(n, m)
+        self.g_s = transforms.synthesis_transform(n, m)
+        self.entropy_bottleneck = EntropyBottleneck(m)
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
+        gain, inverse_gain = self.gains(quality)
+        y = self.analysis(x) * gain
+        _, y_likelihoods = self.entropy_bottleneck(y)
+        medians = self.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
+        y_hat = ste_round(y - medians) + medians
+        return {"x_hat": self.synthesis(y_hat * inverse_gain), "likelihoods": {"y": y_likelihoods}}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    @torch.no_grad()
+    def update(self) -> None:
+        tables, medians = build_factorized_tables(self.entropy_bottleneck)
+        self.tables = {"y": tables}
+        self.table_tensors = {"y_medians": medians}
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
+        self.check_ready()
+        gain, _ = self.gains(self.quality_tensor(quality))
+        y = self.analysis(self.pad(x)) * gain
+        medians = self.table_tensors["y_medians"].view(1, -1, 1, 1)
+        symbols = torch.round(y - medians).long().numpy()
+        stream, escapes = encode_symbols(symbols, _channel_index(symbols.shape), self.tables["y"])
+        return LatentStreams([stream, escapes], [tuple(y.shape)])
+
+    @torch.no_grad()
+    def decompress(self, streams: LatentStreams, quality: float, height: int, width: int) -> torch.Tensor:
+        self.check_ready()
+        shape = self.latent_shapes(height, width)[0]
+        self.expect_shapes(streams, [shape])
+        symbols = decode_symbols(*streams.sections[:2], _channel_index(shape), self.tables["y"])
+        y_hat = torch.from_numpy(symbols).float() + self.table_tensors["y_medians"].view(1, -1, 1, 1)
+        _, inverse_gain = self.gains(self.quality_tensor(quality))
+        return self.synthesis(y_hat * inverse_gain)[..., :height, :width].clamp(0, 1)
+
+    def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
+        rows, cols = -(-height // 16), -(-width // 16)
+        return [(1, self.gains.log_gain.shape[1], rows, cols)]
+
+
+class ScaleHyperprior(VariableRateImageModel):
+    """Ballé et al. (ICLR 2018): a hyper-latent z predicts the scale of each y element; z is factorized."""
+
+    stride = 64
+    table_names = ("y", "z")
+    predicts_means = False
+
+    def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
+        super().__init__(lambdas, m)
+        self.n, self.m = n, m
+        self.g_a = transforms.analysis_transform(n, m)
+        self.g_s = transforms.synthesis_transform(n, m)
+        self.h_a, self.h_s = self._hyper_transforms(n, m)
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.gaussian_conditional = GaussianConditional(None)
+        self._exact_h_s: ExactSequential | None = None
+
+    def _hyper_transforms(self, n: int, m: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+        return transforms.scale_hyper_analysis(n, m), transforms.scale_hyper_synthesis(n, m)
+
+    def _hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.abs(y)
+
+    def _split_parameters(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scales, means) from the h_s output."""
+        return params, torch.zeros_like(params)
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
+        gain, inverse_gain = self.gains(quality)
+        y = self.analysis(x) * gain
+        z = self.h_a(self._hyper_input(y))
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self._split_parameters(self.h_s(z_hat))
+        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        y_hat = ste_round(y - means) + means  # "mixed" quantization: noise for the rate, rounding for g_s
+        x_hat = self.synthesis(y_hat * inverse_gain)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    # --- inference --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self) -> None:
+        """Freeze the probability tables (factorized for z, Gaussian for y) used by compress / decompress."""
+        z_tables, medians = build_factorized_tables(self.entropy_bottleneck)
+        scale_table = default_scale_table()
+        self.tables = {"y": build_gaussian_tables(scale_table), "z": z_tables}
+        self.table_tensors = {"z_medians": medians, "scale_table": torch.from_numpy(scale_table)}
+        self._after_tables_loaded()
+
+    def _after_tables_loaded(self) -> None:
+        self._exact_h_s = ExactSequential(self.h_s)
+
+    @torch.no_grad()
+    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale-table indices and means (float64) for y, computed exactly from z_hat (see codec.nn.exact)."""
+        self.check_ready()
+        scales, means = self._split_parameters(self._exact_h_s(z_hat))
+        return scale_indices(scales, self.table_tensors["scale_table"]), means
+
+    def _z_hat(self, symbols: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(symbols).float() + self.table_tensors["z_medians"].view(1, -1, 1, 1)
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
+        self.check_ready()
+        gain, _ = self.gains(self.quality_tensor(quality))
+        y = self.analysis(self.pad(x)) * gain
+        z = self.h_a(self._hyper_input(y))
+        z_symbols = torch.round(z - self.table_tensors["z_medians"].view(1, -1, 1, 1)).long().numpy()
+        z_stream, z_escapes = encode_symbols(z_symbols, _channel_index(z_symbols.shape), self.tables["z"])
+        indices, means = self.entropy_parameters(self._z_hat(z_symbols))
+        y_symbols = torch.round(y.double() - means).long().numpy()
+        y_stream, y_escapes = encode_symbols(y_symbols, indices.numpy(), self.tables["y"])
+        return LatentStreams([y_stream, y_escapes, z_stream, z_escapes], [tuple(y.shape), tuple(z.shape)])
+
+    @torch.no_grad()
+    def decompress(self, streams: LatentStreams, quality: float, height: int, width: int) -> torch.Tensor:
+        self.check_ready()
+        y_shape, z_shape = self.latent_shapes(height, width)
+        self.expect_shapes(streams, [y_shape, z_shape])
+        if len(streams.sections) != 4:
+            raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes 4")
+        y_stream, y_escapes, z_stream, z_escapes = streams.sections
+        z_symbols = decode_symbols(z_stream, z_escapes, _channel_index(z_shape), self.tables["z"])
+        indices, means = self.entropy_parameters(self._z_hat(z_symbols))
+        y_symbols = decode_symbols(y_stream, y_escapes, indices.numpy(), self.tables["y"])
+        y_hat = (torch.from_numpy(y_symbols).double() + means).float()
+        _, inverse_gain = self.gains(self.quality_tensor(quality))
+        return self.synthesis(y_hat * inverse_gain)[..., :height, :width].clamp(0, 1)
+
+    def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
+        rows, cols = -(-height // 64), -(-width // 64)
+        return [(1, self.m, rows * 4, cols * 4), (1, self.n, rows, cols)]
+
+
+class MeanScaleHyperprior(ScaleHyperprior):
+    """Minnen et al. (NeurIPS 2018) without context: h_s predicts a mean and a scale for every y element."""
+
+    predicts_means = True
+
+    def _hyper_transforms(self, n: int, m: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+        return transforms.mean_scale_hyper_analysis(n, m), transforms.mean_scale_hyper_synthesis(n, m)
+
+    def _hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def _split_parameters(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scales, means = params.chunk(2, 1)
+        return scales, means
+

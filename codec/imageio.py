@@ -1,0 +1,145 @@
+"""Reading images of any Pillow mode with a defined policy, and writing files atomically.
+
+Policy: RGB is coded as is; grayscale (L) is coded through the RGB model and decoded back to grayscale;
+palette, CMYK, YCbCr, bilevel and other modes are converted to RGB with a warning; 16-bit input is reduced to
+8 bits with a warning; alpha is dropped with a warning when fully opaque and refused otherwise.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from codec.errors import CodecError
+
+
+class ImageModeWarning(UserWarning):
+    """An input was converted before coding (the output will differ in mode or bit depth)."""
+
+
+@dataclass
+class LoadedImage:
+    pixels: torch.Tensor  # [1, 3, H, W] float in [0, 1]
+    channels: int  # 1 (decode to grayscale) or 3
+    bit_depth: int  # of the original file
+
+
+def _to_uint8_array(image: Image.Image) -> tuple[np.ndarray, int]:
+    """Pixels as uint8 [H, W] or [H, W, C], and the original bit depth."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I") else 1.0
+        warnings.warn(f"{image.mode} image reduced to 8 bits per channel", ImageModeWarning, stacklevel=3)
+        return np.clip(np.round(values / peak * 255.0), 0, 255).astype(np.uint8), 16
+    return np.asarray(image), 8
+
+
+def from_pil(image: Image.Image) -> LoadedImage:
+    """Apply the mode policy to a Pillow image."""
+    if getattr(image, "n_frames", 1) > 1:
+        warnings.warn("animated image: only the first frame is coded", ImageModeWarning, stacklevel=2)
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        warnings.warn("palette image converted to RGB", ImageModeWarning, stacklevel=2)
+    elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        image = image.convert("L" if mode == "1" else "RGB")
+        warnings.warn(f"{mode} image converted to {image.mode}", ImageModeWarning, stacklevel=2)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        alpha = np.asarray(image.getchannel("A"))
+        if alpha.min() < 255:
+            raise CodecError(
+                "image has a transparent alpha channel, which this codec does not code; flatten it onto a "
+                "background first (e.g. with Pillow's Image.alpha_composite)"
+            )
+        warnings.warn("fully opaque alpha channel dropped", ImageModeWarning, stacklevel=2)
+        image = image.convert("RGB" if image.mode in ("RGBA", "RGBa", "PA") else "L")
+    array, bit_depth = _to_uint8_array(image)
+    if array.ndim == 2:
+        channels = 1
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 3:
+        channels = 3
+    else:
+        raise CodecError(f"unsupported image layout {array.shape} (mode {mode})")
+    pixels = torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
+    return LoadedImage(pixels, channels, bit_depth)
+
+
+def load_image(path: Path, max_pixels: int) -> LoadedImage:
+    """Open any Pillow-readable file, refusing images over `max_pixels` before decoding them."""
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > max_pixels:
+                raise CodecError(
+                    f"{path}: {image.width}x{image.height} exceeds the limit of {max_pixels} pixels "
+                    "(raise it with --max-pixels)"
+                )
+            Image.MAX_IMAGE_PIXELS = max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+            image.load()
+            return from_pil(image)
+    except FileNotFoundError:
+        raise CodecError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CodecError(f"{path}: is a directory") from None
+    except UnidentifiedImageError:
+        raise CodecError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise CodecError(f"{path}: cannot read image ({error})") from None
+
+
+def to_pil(pixels: torch.Tensor, channels: int) -> Image.Image:
+    """[1, 3, H, W] in [0, 1] -> 8-bit RGB, or grayscale when the original was."""
+    array = pixels[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if channels == 1:
+        return Image.fromarray(np.ascontiguousarray(array[:, :, 0]), mode="L")
+    return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+
+
+def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse to overwrite an input, or an existing file without --force."""
+    for source in inputs:
+        if path.exists() and source.exists() and path.resolve() == source.resolve():
+            raise CodecError(f"{path}: output would overwrite the input")
+    if path.exists() and not force:
+        raise CodecError(f"{path} exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise CodecError(f"{path} is a directory")
+    if not path.parent.resolve().is_dir():
+        raise CodecError(f"{path.parent}: no such directory")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: a failed run leaves no partial file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def image_bytes(image: Image.Image, path: Path) -> bytes:
+    """Encode a Pillow image in the format its file name asks for (PNG when unknown)."""
+    import io
+
+    extension = path.suffix.lower()
+    formats = Image.registered_extensions()
+    image_format = formats.get(extension, "PNG")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=image_format)
+    except (OSError, KeyError, ValueError) as error:
+        raise CodecError(f"{path}: cannot write {image_format} ({error})") from None
+    return buffer.getvalue()

@@ -1,0 +1,111 @@
+"""Shipped models: model cards in models/*.toml, weights in weights/*.safetensors (sha256-verified, no pickle)."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from codec.errors import CodecError
+from codec.image import create_model
+from codec.image.base import VariableRateImageModel
+
+PROJECT_ROOT = Path(os.environ.get("CODEC_HOME", Path(__file__).resolve().parents[1]))
+TABLE_PREFIX = "tables."
+
+
+@dataclass
+class ModelCard:
+    name: str
+    family: str
+    weights: str
+    sha256: str
+    config: dict
+    default_quality: float
+    summary: str = ""
+    results: dict = field(default_factory=dict)
+
+    @property
+    def weights_path(self) -> Path:
+        return PROJECT_ROOT / "weights" / self.weights
+
+    @property
+    def digest(self) -> bytes:
+        """The 8 bytes of the weights' sha256 that every container records."""
+        return bytes.fromhex(self.sha256)[:8]
+
+
+def _read_card(path: Path) -> ModelCard:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return ModelCard(
+        name=data["name"], family=data["family"], weights=data["weights"], sha256=data["sha256"],
+        config=dict(data["config"]), default_quality=float(data["default_quality"]),
+        summary=data.get("summary", ""), results=data.get("results", {}),
+    )
+
+
+def model_cards() -> dict[str, ModelCard]:
+    """All shipped models by name."""
+    cards = {}
+    for path in sorted((PROJECT_ROOT / "models").glob("*.toml")):
+        card = _read_card(path)
+        cards[card.name] = card
+    return cards
+
+
+def get_card(name: str) -> ModelCard:
+    cards = model_cards()
+    if name not in cards:
+        known = ", ".join(sorted(cards)) or "none (weights/ is empty)"
+        raise CodecError(f"unknown model {name!r}; shipped models: {known}")
+    return cards[name]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(model: VariableRateImageModel, path: Path) -> str:
+    """Write weights + frozen tables as safetensors; return the file's sha256."""
+    tensors = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
+    tensors.update({TABLE_PREFIX + key: value.contiguous() for key, value in model.table_state().items()})
+    save_file(tensors, str(path))
+    return sha256_of(path)
+
+
+def build_model(family: str, config: dict, tensors: dict[str, torch.Tensor]) -> VariableRateImageModel:
+    model = create_model(family, **config)
+    weights = {key: value for key, value in tensors.items() if not key.startswith(TABLE_PREFIX)}
+    tables = {key[len(TABLE_PREFIX) :]: value for key, value in tensors.items() if key.startswith(TABLE_PREFIX)}
+    model.load_state_dict(weights)
+    model.load_table_state(tables)
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(name: str) -> tuple[VariableRateImageModel, ModelCard]:
+    """Load a shipped model after checking its weights file against the sha256 on its card."""
+    card = get_card(name)
+    if not card.weights_path.is_file():
+        raise CodecError(f"weights file {card.weights_path} for model {name!r} is missing")
+    actual = sha256_of(card.weights_path)
+    if actual != card.sha256:
+        raise CodecError(
+            f"weights file {card.weights_path.name} does not match its model card (sha256 {actual[:12]}... "
+            f"!= {card.sha256[:12]}...): refusing to load tampered or mismatched weights"
+        )
+    try:
+        tensors = load_file(str(card.weights_path))
+        model = build_model(card.family, card.config, tensors)
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise CodecError(f"cannot load weights for {name!r}: {error}") from None
+    return model, card

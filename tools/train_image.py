@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Train a variable-rate image model (rate-distortion loss, random crops with flips, never Kodak).
+
+    python tools/train_image.py --model mean-scale --steps 20000 --out runs/msh
+
+Resumable: rerun the same command and it continues from <out>/checkpoint.pt. bf16 autocast + channels_last for
+g_a / g_s where the CPU has native bf16 (entropy models and likelihoods stay fp32). Each sample in a batch gets a
+random rate level i and the loss lambda_i * 255^2 * MSE + bpp (Cui et al., CVPR 2021 gain units).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codec.image import create_model  # noqa: E402
+from codec.precision import use_bf16  # noqa: E402
+from photos import training_photos, validation_photos  # noqa: E402
+
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+LARGE_SIDE = 1024  # big wallpapers are downscaled so their detail matches ordinary photos
+
+
+def load_photo(path: Path) -> torch.Tensor:
+    image = Image.open(path).convert("RGB")
+    if max(image.size) > LARGE_SIDE:
+        factor = LARGE_SIDE / max(image.size)
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.LANCZOS)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+class CropSampler:
+    """Random crops with horizontal/vertical flips from photos held in memory as uint8."""
+
+    def __init__(self, photos: list[Path], crop: int, seed: int) -> None:
+        self.images = [image for image in map(load_photo, tqdm(photos, desc="loading photos")) if min(image.shape[1:]) >= crop]
+        self.crop = crop
+        self.rng = random.Random(seed)
+
+    def batch(self, size: int) -> torch.Tensor:
+        crops = []
+        for _ in range(size):
+            image = self.images[self.rng.randrange(len(self.images))]
+            top = self.rng.randrange(image.shape[1] - self.crop + 1)
+            left = self.rng.randrange(image.shape[2] - self.crop + 1)
+            crop = image[:, top : top + self.crop, left : left + self.crop]
+            if self.rng.random() < 0.5:
+                crop = crop.flip(2)
+            if self.rng.random() < 0.5:
+                crop = crop.flip(1)
+            crops.append(crop)
+        return torch.stack(crops).float().div_(255)
+
+
+def rd_loss(output: dict, target: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample lambda * 255^2 * MSE + bpp, averaged; returns (loss, bpp, mse) per sample."""
+    pixels = target.shape[2] * target.shape[3]
+    bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in output["likelihoods"].values())
+    bpp = bits / pixels
+    mse = (output["x_hat"] - target).pow(2).flatten(1).mean(1)
+    return (lambdas * 255**2 * mse + bpp).mean(), bpp, mse
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int = 500) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def validate(model, images: list[torch.Tensor], levels: list[int]) -> dict:
+    model.eval()
+    results = {}
+    for level in levels:
+        bpps, psnrs = [], []
+        for image in images:
+            x = image.float().div(255)[None]
+            out = model(model.pad(x), torch.tensor([float(level)]))
+            pixels = x.shape[2] * x.shape[3]
+            bits = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values())
+            x_hat = out["x_hat"][..., : x.shape[2], : x.shape[3]].clamp(0, 1)
+            bpps.append(float(bits) / pixels)
+            psnrs.append(float(-10 * torch.log10((x_hat - x).pow(2).mean())))
+        results[level] = {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+    model.train()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mean-scale")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS))
+    parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--validate-every", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = {"lambdas": tuple(args.lambdas), "n": args.channels[0], "m": args.channels[1]}
+    model = create_model(args.model, **config)
+    bf16 = use_bf16() if args.bf16 == "auto" else args.bf16 == "on"
+    model.set_fast_transforms(bf16)
+    main_params = [p for name, p in model.named_parameters() if not name.endswith(".quantiles")]
+    aux_params = [p for name, p in model.named_parameters() if name.endswith(".quantiles")]
+    optimizer = torch.optim.Adam(main_params, lr=args.lr)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    step = 0
+    checkpoint_path = args.out / "checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        step = int(state["step"])
+        print(f"resumed from step {step}", flush=True)
+    sampler = CropSampler(training_photos(), args.crop, args.seed + step)
+    validation = [load_photo(path) for path in validation_photos()[:8]]
+    lambdas = torch.tensor(args.lambdas)
+    log = open(args.out / "log.jsonl", "a", encoding="utf-8")
+    (args.out / "config.json").write_text(json.dumps({"family": args.model, **config, "bf16": bf16, "args": vars(args)}, default=str, indent=1))
+
+    def save() -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "aux_optimizer": aux_optimizer.state_dict(), "step": step}
+        torch.save(state, args.out / "checkpoint.tmp")
+        (args.out / "checkpoint.tmp").replace(checkpoint_path)
+
+    model.train()
+    progress = tqdm(total=args.steps, initial=step, desc=f"train {args.model}", mininterval=30)
+    started = time.time()
+    while step < args.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args.steps, args.lr)
+        x = sampler.batch(args.batch)
+        levels = torch.randint(0, len(args.lambdas), (args.batch,))
+        output = model(x, levels.float())
+        loss, bpp, mse = rd_loss(output, x, lambdas[levels])
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        optimizer.step()
+        aux_loss = model.aux_loss()
+        aux_optimizer.zero_grad()
+        aux_loss.backward()
+        aux_optimizer.step()
+        step += 1
+        progress.update(1)
+        if step % 50 == 0:
+            psnr = float((-10 * torch.log10(mse.detach())).mean())
+            record = {"step": step, "loss": float(loss), "bpp": float(bpp.mean()), "psnr": psnr,
+                      "aux": float(aux_loss), "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            progress.set_postfix(loss=f"{float(loss):.3f}", bpp=f"{float(bpp.mean()):.3f}", psnr=f"{psnr:.2f}")
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save()
+        if step % args.validate_every == 0 or step == args.steps:
+            record = {"step": step, "validation": validate(model, validation, [0, len(args.lambdas) // 2, len(args.lambdas) - 1])}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(json.dumps(record), flush=True)
+    progress.close()
+
+
+if __name__ == "__main__":
+    main()
