@@ -40,5 +40,5 @@ def build_gaussian_tables(scales: np.ndarray, tail_mass: float = TAIL_MASS) -> T
 
 def scale_indices(scales: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Index of the smallest table scale >= each predicted scale (clamped to the table); exact, elementwise."""
-    scales = scales.double()
+    scales = scales.double().contiguous()
     return torch.bucketize(scales, table.double().to(scales.device)).clamp_(max=len(table) - 1)

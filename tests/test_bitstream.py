@@ -1,0 +1,80 @@
+"""Container: round trip, and a clear CodecError for truncated, corrupt, foreign or oversized input."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from codec import bitstream
+from codec.errors import CodecError
+
+
+def _container(**changes) -> bitstream.Container:
+    fields = dict(kind="image", model="ms-hyperprior", weights_digest=bytes(range(8)), quality=2.5, height=512,
+                  width=768, channels=3, bit_depth=8, shapes=[(1, 192, 32, 48), (1, 128, 8, 12)],
+                  sections=[b"abcd" * 10, b"", b"xyz1", b"\x07"])
+    fields.update(changes)
+    return bitstream.Container(**fields)
+
+
+def test_round_trip_keeps_every_field():
+    original = _container()
+    parsed = bitstream.parse(bitstream.write(original))
+    assert parsed == original
+
+
+def test_header_overhead_is_small_and_counted():
+    container = _container()
+    assert container.header_bytes == len(bitstream.write(container)) - sum(map(len, container.sections))
+    assert container.header_bytes < 100
+
+
+def test_every_truncation_is_refused():
+    data = bitstream.write(_container())
+    for length in range(len(data)):
+        with pytest.raises(CodecError):
+            bitstream.parse(data[:length])
+
+
+def test_every_single_bit_flip_is_refused():
+    data = bytearray(bitstream.write(_container()))
+    for position in range(len(data)):
+        for bit in (0, 7):
+            damaged = bytearray(data)
+            damaged[position] ^= 1 << bit
+            with pytest.raises(CodecError):
+                bitstream.parse(bytes(damaged))
+
+
+def test_foreign_and_empty_input():
+    for data in (b"", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, b"LCDC"):
+        with pytest.raises(CodecError):
+            bitstream.parse(data)
+
+
+def test_future_version_is_named():
+    data = bytearray(bitstream.write(_container()))
+    data[4] = 9
+    with pytest.raises(CodecError, match="version 9"):
+        bitstream.parse(bytes(data))
+
+
+def test_absurd_size_is_refused_before_allocation_with_the_limit_named():
+    data = bitstream.write(_container(height=1_000_000, width=1_000_000))
+    with pytest.raises(CodecError, match="limit of"):
+        bitstream.parse(data)
+    assert bitstream.parse(data, max_pixels=10**12).height == 1_000_000
+
+
+def test_huge_section_length_is_refused_without_reading():
+    data = bytearray(bitstream.write(_container(sections=[b"ab"])))
+    length_at = len(data) - 4 - 2 - 4
+    data[length_at : length_at + 4] = struct.pack("<I", 2**32 - 1)
+    with pytest.raises(CodecError, match="truncated"):
+        bitstream.parse(bytes(data))
+
+
+def test_huge_latent_shape_is_refused():
+    data = bitstream.write(_container(shapes=[(1, 2**16, 2**16, 2**16)]))
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        bitstream.parse(data)

@@ -1,0 +1,162 @@
+"""The `codec` command as a user meets it: round trips, image modes, one-line errors, no lost or partial files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec.cli import main
+from codec.metrics import psnr
+
+pytestmark = pytest.mark.usefixtures("shipped_model_name")
+
+
+@pytest.fixture()
+def picture(tmp_path: Path) -> Path:
+    rows, cols = np.mgrid[0:72, 0:100]
+    array = np.stack([128 + 90 * np.sin(rows / 11), 128 + 90 * np.cos(cols / 13), 60 + rows + cols], axis=2)
+    array = array.astype(np.uint8)
+    path = tmp_path / "in.png"
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _run(*args: str) -> int:
+    return main([str(arg) for arg in args])
+
+
+def test_encode_decode_round_trip_reports_file_size(picture, tmp_path, capsys):
+    out_bin, out_png = tmp_path / "x.bin", tmp_path / "x.png"
+    assert _run("encode", picture, "-o", out_bin, "--quality", "4") == 0
+    reported = capsys.readouterr().out
+    size = out_bin.stat().st_size
+    assert f"{size} bytes" in reported and f"{size * 8 / (72 * 100):.4f} bpp" in reported
+    assert _run("decode", out_bin, "-o", out_png) == 0
+    decoded = Image.open(out_png)
+    assert decoded.size == (100, 72) and decoded.mode == "RGB"
+    assert psnr(Image.open(picture), decoded) > 20
+
+
+def test_info_json(picture, tmp_path, capsys):
+    out_bin = tmp_path / "x.bin"
+    _run("encode", picture, "-o", out_bin)
+    capsys.readouterr()
+    assert _run("info", out_bin, "--json") == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["width"] == 100 and info["height"] == 72 and info["total_bytes"] == out_bin.stat().st_size
+
+
+def test_existing_output_needs_force(picture, tmp_path, capsys):
+    out_bin = tmp_path / "x.bin"
+    out_bin.write_bytes(b"keep me")
+    assert _run("encode", picture, "-o", out_bin) == 1
+    assert "--force" in capsys.readouterr().err
+    assert out_bin.read_bytes() == b"keep me"
+    assert _run("encode", picture, "-o", out_bin, "--force") == 0
+    assert out_bin.read_bytes()[:4] == b"LCDC"
+
+
+def test_output_never_overwrites_input(picture, capsys):
+    before = picture.read_bytes()
+    assert _run("encode", picture, "-o", picture, "--force") == 1
+    assert picture.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [(b"", "bad magic"), (b"garbage" * 20, "bad magic"), (b"LCDC\x01\x01", "truncated")],
+)
+def test_bad_bitstreams_give_one_line_errors_and_no_output(tmp_path, capsys, data, message):
+    bad, out = tmp_path / "bad.bin", tmp_path / "out.png"
+    bad.write_bytes(data)
+    assert _run("decode", bad, "-o", out) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_truncated_and_bitflipped_real_files_are_refused(picture, tmp_path, capsys):
+    good = tmp_path / "x.bin"
+    _run("encode", picture, "-o", good)
+    data = good.read_bytes()
+    for damaged in (data[: len(data) // 2], data[:-1], data[:40] + bytes([data[40] ^ 4]) + data[41:]):
+        (tmp_path / "d.bin").write_bytes(damaged)
+        assert _run("decode", tmp_path / "d.bin", "-o", tmp_path / "d.png") == 1
+        assert not (tmp_path / "d.png").exists()
+    assert "error" in capsys.readouterr().err
+
+
+def test_wrong_weights_and_unknown_model_are_refused(picture, tmp_path, capsys):
+    from codec import bitstream
+
+    good = tmp_path / "x.bin"
+    _run("encode", picture, "-o", good)
+    container = bitstream.parse(good.read_bytes())
+    container.weights_digest = b"\x00" * 8
+    (tmp_path / "w.bin").write_bytes(bitstream.write(container))
+    assert _run("decode", tmp_path / "w.bin", "-o", tmp_path / "w.png") == 1
+    assert "other weights" in capsys.readouterr().err
+    container.model = "no-such-model"
+    (tmp_path / "u.bin").write_bytes(bitstream.write(container))
+    assert _run("decode", tmp_path / "u.bin", "-o", tmp_path / "u.png") == 1
+    assert "unknown model" in capsys.readouterr().err
+    assert _run("encode", picture, "-o", tmp_path / "v.bin", "--model", "nope") == 1
+
+
+def test_missing_and_non_image_inputs(tmp_path, capsys):
+    assert _run("encode", tmp_path / "missing.png", "-o", tmp_path / "o.bin") == 1
+    (tmp_path / "text.png").write_text("not an image")
+    assert _run("encode", tmp_path / "text.png", "-o", tmp_path / "o.bin") == 1
+    assert _run("encode", tmp_path, "-o", tmp_path / "o.bin") == 1
+    assert not (tmp_path / "o.bin").exists()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _save(tmp_path: Path, image: Image.Image, name: str) -> Path:
+    path = tmp_path / name
+    image.save(path)
+    return path
+
+
+def test_image_modes(picture, tmp_path, capsys):
+    rgb = Image.open(picture).convert("RGB")
+    cases = {
+        "gray.png": (rgb.convert("L"), "L", ""),
+        "palette.png": (rgb.convert("P"), "RGB", "palette"),
+        "opaque.png": (rgb.convert("RGBA"), "RGB", "alpha"),
+        "deep.png": (Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257)), "L", "8 bits"),
+        "cmyk.jpg": (rgb.convert("CMYK"), "RGB", "CMYK"),
+    }
+    for name, (image, expected_mode, warning) in cases.items():
+        source = _save(tmp_path, image, name)
+        assert _run("encode", source, "-o", tmp_path / f"{name}.bin") == 0, name
+        assert warning in capsys.readouterr().err
+        assert _run("decode", tmp_path / f"{name}.bin", "-o", tmp_path / f"{name}.out.png") == 0
+        assert Image.open(tmp_path / f"{name}.out.png").mode == expected_mode, name
+
+
+def test_transparent_alpha_is_refused_clearly(picture, tmp_path, capsys):
+    rgba = Image.open(picture).convert("RGBA")
+    rgba.putpixel((0, 0), (1, 2, 3, 0))
+    source = _save(tmp_path, rgba, "alpha.png")
+    assert _run("encode", source, "-o", tmp_path / "a.bin") == 1
+    assert "transparent" in capsys.readouterr().err
+    assert not (tmp_path / "a.bin").exists()
+
+
+def test_pixel_limit(picture, tmp_path, capsys):
+    assert _run("encode", picture, "-o", tmp_path / "a.bin", "--max-pixels", "100") == 1
+    assert "--max-pixels" in capsys.readouterr().err
+
+
+def test_console_script_exit_code(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "codec", "decode", str(tmp_path / "none.bin"), "-o",
+                             str(tmp_path / "o.png")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"codec: error: {tmp_path / 'none.bin'}: no such file"
