@@ -1,4 +1,4 @@
-"""The `codec` command: encode, decode, info, models, demo."""
+"""The `codec` command: encode, decode, info, models, eval, bench, demo."""
 from __future__ import annotations
 
 import argparse
@@ -119,6 +119,50 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"decode     {finished - encoded:.3f} s")
 
 
+def _write_json(path: Path, payload: dict, force: bool) -> None:
+    from codec.imageio import check_output, write_atomically
+
+    check_output(path, force)
+    write_atomically(path, (json.dumps(payload, indent=2) + "\n").encode())
+    print(f"wrote {path}")
+
+
+def _print_curve(result: dict) -> None:
+    metrics = result["results"]
+    print(f"{'quality':>8}{'bpp':>9}{'PSNR':>9}{'MS-SSIM':>9}{'enc s':>8}{'dec s':>8}")
+    for row in zip(metrics["quality"], metrics["bpp"], metrics["psnr-rgb"], metrics["ms-ssim-rgb"],
+                   metrics["encoding_time"], metrics["decoding_time"]):
+        print(f"{row[0]:>8g}{row[1]:>9.4f}{row[2]:>9.3f}{row[3]:>9.5f}{row[4]:>8.3f}{row[5]:>8.3f}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from codec.api import decode_image, encode_image, prepared_model
+    from codec.evaluate import dataset_images, evaluate
+
+    paths = dataset_images(args.dataset)
+    model, card = prepared_model(args.model)
+    qualities = args.qualities or [float(q) for q in range(int(model.max_quality) + 1)]
+    result = evaluate(card.name, f"codec {card.family}, {args.dataset.name}", paths, qualities,
+                      lambda image, q: encode_image(image, args.model, q), decode_image, args.per_image)
+    _print_curve(result)
+    if args.output:
+        _write_json(args.output, result, args.force)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes
+    from codec.evaluate import dataset_images, evaluate
+
+    encoder = baseline_encoder(args.codec)
+    paths = dataset_images(args.dataset)
+    qualities = args.qualities or list(BASELINE_QUALITIES)
+    result = evaluate(args.codec, f"Pillow {args.codec}, {args.dataset.name}", paths, qualities, encoder,
+                      decode_bytes, args.per_image)
+    _print_curve(result)
+    if args.output:
+        _write_json(args.output, result, args.force)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codec", description="Learned image codec (hyperprior models).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list shipped models and their measured figures")
     models.set_defaults(run=_models)
+
+    evaluation = commands.add_parser("eval", help="rate-distortion of a shipped model over a folder of images")
+    evaluation.add_argument("dataset", type=Path)
+    evaluation.add_argument("--model", default="ms-hyperprior")
+    evaluation.add_argument("--qualities", type=float, nargs="+")
+    evaluation.add_argument("--per-image", action="store_true")
+    evaluation.add_argument("-o", "--output", type=Path)
+    evaluation.add_argument("--force", action="store_true")
+    evaluation.set_defaults(run=_eval)
+
+    bench = commands.add_parser("bench", help="rate-distortion of a classic codec (Pillow) over a folder")
+    bench.add_argument("codec", choices=("jpeg", "webp", "avif"))
+    bench.add_argument("dataset", type=Path)
+    bench.add_argument("--qualities", type=int, nargs="+")
+    bench.add_argument("--per-image", action="store_true")
+    bench.add_argument("-o", "--output", type=Path)
+    bench.add_argument("--force", action="store_true")
+    bench.set_defaults(run=_bench)
 
     demo = commands.add_parser("demo", help="encode + decode a sample photo, print bpp / PSNR / time")
     demo.add_argument("--image", type=Path, default=SAMPLE_IMAGE)

@@ -19,10 +19,13 @@ def _model(tables: TableSet, table: int) -> constriction.stream.model.Categorica
 
 
 def _groups(table_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions sorted by table (stable), the tables present, and where each table's run starts."""
-    order = np.argsort(table_index, kind="stable")
-    present, starts = np.unique(table_index[order], return_index=True)
-    return order, present, np.append(starts, len(order))
+    """Positions sorted by table (stable), the tables present, and where each table's run starts/ends."""
+    small = table_index.astype(np.uint16)  # numpy sorts 16-bit integers stably with a radix sort
+    order = np.argsort(small, kind="stable")
+    counts = np.bincount(small, minlength=1)
+    present = np.flatnonzero(counts)
+    starts = np.concatenate(([0], np.cumsum(counts[present])))
+    return order, present, starts
 
 
 def _check_index(table_index: np.ndarray, tables: TableSet) -> None:

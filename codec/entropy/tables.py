@@ -8,6 +8,7 @@ import torch
 
 PRECISION = 16  # every table's counts sum to 2**PRECISION
 MAX_TABLE_LENGTH = 8192
+MAX_TABLES = 1 << 16  # table indices are sorted as uint16
 
 
 def quantize_pmf(pmf: np.ndarray, tail_mass: float = 0.0) -> np.ndarray:
@@ -40,6 +41,8 @@ class TableSet:
 
     @classmethod
     def from_pmfs(cls, pmfs: list[np.ndarray], offsets: list[int], tail_masses: list[float]) -> "TableSet":
+        if not 0 < len(pmfs) <= MAX_TABLES:
+            raise ValueError(f"a table set holds 1..{MAX_TABLES} tables")
         rows = [quantize_pmf(pmf, tail) for pmf, tail in zip(pmfs, tail_masses)]
         width = max(len(row) for row in rows)
         counts = np.zeros((len(rows), width), dtype=np.int32)

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Entropy-core benchmark: actual bytes vs the ideal -log2 p, and throughput next to CompressAI's rANS.
+
+    python tools/bench_entropy.py [--symbols 1000000] [--model ms-hyperprior]
+
+Both coders get the same symbols, the same table indices and the same integer tables (CompressAI's CDF is the
+cumulative sum of our counts), in the same run. Two workloads: synthetic Gaussian symbols over the 64-scale table,
+and the real y latents of Kodak images under a shipped model (skipped when the data or model is missing).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codec.entropy import TableSet, decode_symbols, encode_symbols, ideal_bits  # noqa: E402
+from codec.entropy.gaussian import build_gaussian_tables, default_scale_table  # noqa: E402
+
+
+def synthetic_workload(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, TableSet]:
+    rng = np.random.default_rng(seed)
+    scales = default_scale_table()
+    indices = rng.choice(len(scales), count, p=np.linspace(2, 0.1, len(scales)) / np.linspace(2, 0.1, len(scales)).sum())
+    symbols = np.round(rng.normal(0, scales[indices] * 1.02)).astype(np.int64)  # mild model mismatch, some escapes
+    return symbols, indices, build_gaussian_tables(scales)
+
+
+def kodak_workload(model_name: str, images: int) -> tuple[np.ndarray, np.ndarray, TableSet] | None:
+    import torch
+
+    from codec.imageio import load_image
+    from codec.zoo import load_model
+    from photos import kodak_photos
+
+    paths = kodak_photos()[:images]
+    if not paths:
+        return None
+    model, card = load_model(model_name)
+    all_symbols, all_indices = [], []
+    with torch.no_grad():
+        for path in paths:
+            x = load_image(path, 1 << 26).pixels
+            gain, _ = model.gains(model.quality_tensor(card.default_quality))
+            y = model.analysis(model.pad(x)) * gain
+            z = model.h_a(model._hyper_input(y))
+            z_symbols = torch.round(z - model.table_tensors["z_medians"].view(1, -1, 1, 1))
+            indices, means = model.entropy_parameters(model._z_hat(z_symbols.long().numpy()))
+            all_symbols.append(torch.round(y.double() - means).long().numpy().ravel())
+            all_indices.append(indices.numpy().ravel())
+    return np.concatenate(all_symbols), np.concatenate(all_indices), model.tables["y"]
+
+
+def compressai_cdfs(tables: TableSet) -> tuple[list[list[int]], list[int], list[int]]:
+    cdfs = [[0] + np.cumsum(tables.counts[t, : tables.lengths[t]]).tolist() for t in range(tables.num_tables)]
+    return cdfs, [len(cdf) for cdf in cdfs], tables.offsets.tolist()
+
+
+def best_of(repeats: int, function):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def run(name: str, symbols: np.ndarray, indices: np.ndarray, tables: TableSet, repeats: int) -> None:
+    from compressai.ans import RansDecoder, RansEncoder
+
+    count = len(symbols)
+    ideal = ideal_bits(symbols, indices, tables) / 8
+    encode_s, (stream, escapes) = best_of(repeats, lambda: encode_symbols(symbols, indices, tables))
+    decode_s, decoded = best_of(repeats, lambda: decode_symbols(stream, escapes, indices, tables))
+    assert np.array_equal(decoded, symbols), "round trip failed"
+    actual = len(stream) + len(escapes)
+
+    cdfs, sizes, offsets = compressai_cdfs(tables)
+    symbol_list, index_list = symbols.astype(np.int32).tolist(), indices.astype(np.int32).tolist()
+    ca_encode_s, ca_bytes = best_of(
+        repeats, lambda: RansEncoder().encode_with_indexes(symbol_list, index_list, cdfs, sizes, offsets))
+    ca_decode_s, ca_decoded = best_of(
+        repeats, lambda: RansDecoder().decode_with_indexes(ca_bytes, index_list, cdfs, sizes, offsets))
+    assert np.array_equal(np.asarray(ca_decoded), symbols), "compressai round trip failed"
+
+    print(f"\n== {name}: {count} symbols, {tables.num_tables} tables, {int((symbols != decoded).sum())} mismatches")
+    print(f"{'coder':<26}{'bytes':>12}{'vs ideal':>11}{'encode Msym/s':>15}{'decode Msym/s':>15}")
+    print(f"{'ideal -log2 p':<26}{ideal:>12.1f}{'':>11}")
+    print(f"{'codec (constriction ANS)':<26}{actual:>12d}{(actual / ideal - 1) * 100:>10.3f}%"
+          f"{count / encode_s / 1e6:>15.2f}{count / decode_s / 1e6:>15.2f}")
+    print(f"{'compressai rANS':<26}{len(ca_bytes):>12d}{(len(ca_bytes) / ideal - 1) * 100:>10.3f}%"
+          f"{count / ca_encode_s / 1e6:>15.2f}{count / ca_decode_s / 1e6:>15.2f}")
+    print(f"speed ratio codec / compressai: encode {ca_encode_s / encode_s:.2f}x, decode {ca_decode_s / decode_s:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=1_000_000)
+    parser.add_argument("--model", default="ms-hyperprior")
+    parser.add_argument("--kodak-images", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    run("synthetic Gaussian symbols", *synthetic_workload(args.symbols), repeats=args.repeats)
+    try:
+        workload = kodak_workload(args.model, args.kodak_images)
+    except Exception as error:  # model not shipped yet, data missing
+        print(f"\n(skipping Kodak latents: {error})")
+        workload = None
+    if workload is not None:
+        run(f"{args.model} y latents of {args.kodak_images} Kodak images", *workload, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""The full rate-distortion evaluation: our shipped model(s) and JPEG / WebP / AVIF on Kodak and BSDS500 test.
+
+    python tools/eval_image.py [--models ms-hyperprior] [--bsds-images 24] [--reuse-baselines]
+
+Writes CompressAI-format JSON to tools/results/<dataset>/, the RD plot (tools/results/<dataset>_rd.png), BD-rate
+tables (tools/results/<dataset>_bdrate.md, PSNR and MS-SSIM), and the Kodak / BSDS figures into each model card.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bdrate import load_curves, markdown, quality_values, table  # noqa: E402
+from codec.api import decode_image, encode_image, prepared_model  # noqa: E402
+from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes  # noqa: E402
+from codec.evaluate import evaluate  # noqa: E402
+from codec.metrics import bd_rate  # noqa: E402
+from model_card import read_card, write_card  # noqa: E402
+from photos import kodak_photos, validation_photos  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, qualities: list[float] | None) -> dict:
+    folder = RESULTS / label
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for codec_name in ("jpeg", "webp", "avif"):
+        path = folder / f"{codec_name}.json"
+        if not (reuse and path.exists()):
+            result = evaluate(codec_name, f"Pillow {codec_name}, {label}", paths, list(BASELINE_QUALITIES),
+                              baseline_encoder(codec_name), decode_bytes)
+            path.write_text(json.dumps(result, indent=1))
+        files[codec_name] = path
+    for name in models:
+        model, card = prepared_model(name)
+        model_qualities = qualities or [float(q) for q in range(int(model.max_quality) + 1)]
+        result = evaluate(name, f"codec {card.family}, {label}", paths, model_qualities,
+                          lambda image, q, name=name: encode_image(image, name, q), decode_image)
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(result, indent=1))
+        files[name] = path
+    published = label == "kodak"
+    curves = load_curves(list(files.values()), published)
+    report = [f"# BD-rate on {label} ({len(paths)} images), rows vs columns, 0-2 bpp", ""]
+    for metric in ("psnr-rgb", "ms-ssim-rgb"):
+        report += [f"## {metric}", "", markdown(*table(curves, metric)), ""]
+    (RESULTS / f"{label}_bdrate.md").write_text("\n".join(report))
+    command = [sys.executable, str(Path(__file__).parent / "plot_rd.py"), *map(str, files.values()),
+               "--title", label, "-o", str(RESULTS / f"{label}_rd.png")] + (["--published"] if published else [])
+    subprocess.run(command, check=True)
+    print("\n".join(report))
+    return curves
+
+
+def record_in_cards(label: str, curves: dict, models: list[str], images: int) -> None:
+    for name in models:
+        card = read_card(name)
+        ours = curves[name]
+        entry = {
+            "images": images,
+            "quality": ours["quality"],
+            "bpp": [round(v, 4) for v in ours["bpp"]],
+            "psnr": [round(v, 3) for v in ours["psnr-rgb"]],
+            "ms_ssim": [round(v, 5) for v in ours["ms-ssim-rgb"]],
+            "encode_seconds": [round(v, 3) for v in ours["encoding_time"]],
+            "decode_seconds": [round(v, 3) for v in ours["decoding_time"]],
+            "command": "python tools/eval_image.py",
+        }
+        for anchor in ("jpeg", "webp", "avif") + tuple(k for k in curves if "published" in k):
+            for metric in ("psnr-rgb", "ms-ssim-rgb"):
+                key = f"bd_rate_{metric.split('-')[0].replace('ms', 'msssim')}_vs_{anchor.split(' ')[0]}_percent"
+                try:
+                    value = bd_rate(curves[anchor]["bpp"], quality_values(curves[anchor], metric), ours["bpp"],
+                                    quality_values(ours, metric))
+                    entry[key] = round(value, 2)
+                except ValueError:
+                    entry[key] = "no overlap"
+        card.setdefault("results", {})[label] = entry
+        write_card(name, card)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["ms-hyperprior"])
+    parser.add_argument("--bsds-images", type=int, default=24, help="first N BSDS500 test images (0 = skip)")
+    parser.add_argument("--qualities", type=float, nargs="+")
+    parser.add_argument("--reuse-baselines", action="store_true")
+    parser.add_argument("--skip-kodak", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_kodak:
+        kodak = kodak_photos()
+        curves = run_dataset("kodak", kodak, args.models, args.reuse_baselines, args.qualities)
+        record_in_cards("kodak", curves, args.models, len(kodak))
+    if args.bsds_images:
+        bsds = validation_photos()[: args.bsds_images]
+        curves = run_dataset("bsds500-test", bsds, args.models, args.reuse_baselines, args.qualities)
+        record_in_cards("bsds500-test", curves, args.models, len(bsds))
+
+
+if __name__ == "__main__":
+    main()
