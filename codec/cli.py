@@ -23,7 +23,17 @@ def _encode(args: argparse.Namespace) -> None:
     check_output(args.output, args.force, inputs=(args.input,))
     started = time.perf_counter()
     loaded = load_image(args.input, args.max_pixels)
-    data = encode_image(loaded, model=args.model, quality=args.quality)
+    if args.target_bpp is not None or args.target_psnr is not None:
+        from codec.ratecontrol import encode_to_target
+
+        result = encode_to_target(loaded, args.model, args.target_bpp, args.target_psnr)
+        data = result.data
+        target = f"bpp <= {args.target_bpp:g}" if args.target_bpp is not None else f"PSNR >= {args.target_psnr:g} dB"
+        achieved = f"{result.bpp:.4f} bpp" + (f", {result.psnr:.2f} dB" if result.psnr is not None else "")
+        status = "met" if result.met else "NOT met (closest quality used)"
+        print(f"target {target}: {status} at quality {result.quality:.4f} ({achieved})")
+    else:
+        data = encode_image(loaded, model=args.model, quality=args.quality)
     write_atomically(args.output, data)
     height, width = loaded.pixels.shape[-2:]
     print(f"{args.output}: {len(data)} bytes, {len(data) * 8 / (height * width):.4f} bpp, "
@@ -175,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("input", type=Path)
     encode.add_argument("-o", "--output", type=Path, required=True)
     encode.add_argument("--model", default="ms-hyperprior")
-    encode.add_argument("--quality", type=float, default=None, help="rate point, 0 (smallest) .. max of the model")
+    rate = encode.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=float, default=None, help="rate point, 0 (smallest) .. max of the model")
+    rate.add_argument("--target-bpp", type=float, help="best quality whose size is at most this many bits per pixel")
+    rate.add_argument("--target-psnr", type=float, help="smallest file whose PSNR reaches this many dB")
     encode.add_argument("--force", action="store_true", help="overwrite an existing output")
     limit(encode)
     encode.set_defaults(run=_encode)

@@ -160,3 +160,21 @@ def test_console_script_exit_code(tmp_path):
                              str(tmp_path / "o.png")], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == f"codec: error: {tmp_path / 'none.bin'}: no such file"
+
+
+def test_target_bpp_and_psnr_are_met_by_bisection(picture, tmp_path, capsys):
+    from codec.imageio import load_image
+    from codec.api import encode_image
+    from codec.ratecontrol import encode_to_target
+
+    loaded = load_image(picture, 10**6)
+    pixels = 72 * 100
+    low = len(encode_image(loaded, quality=0.0)) * 8 / pixels
+    result = encode_to_target(loaded, "ms-hyperprior", target_bpp=low * 1.5)
+    assert result.met and result.bpp <= low * 1.5 and result.quality > 0
+    psnr_result = encode_to_target(loaded, "ms-hyperprior", target_psnr=20.0)
+    assert psnr_result.met and psnr_result.psnr >= 20.0
+    assert _run("encode", picture, "-o", tmp_path / "t.bin", "--target-bpp", str(low * 1.5)) == 0
+    out = capsys.readouterr().out
+    assert "met at quality" in out
+    assert (tmp_path / "t.bin").stat().st_size * 8 / pixels <= low * 1.5
