@@ -2,6 +2,7 @@
 """Train a variable-rate image model (rate-distortion loss, random crops with flips, never Kodak).
 
     python tools/train_image.py --model mean-scale --steps 20000 --out runs/msh
+    torchrun --standalone --nproc_per_node 2 tools/train_image.py ...   # DistributedDataParallel (gloo / nccl)
 
 Resumable: rerun the same command and it continues from <out>/checkpoint.pt. bf16 autocast + channels_last for
 g_a / g_s where the CPU has native bf16 (entropy models and likelihoods stay fp32). Each sample in a batch gets a
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,14 +85,14 @@ def learning_rate(step: int, total: int, peak: float, warmup: int = 500) -> floa
 
 
 @torch.no_grad()
-def validate(model, images: list[torch.Tensor], levels: list[int]) -> dict:
+def validate(model, images: list[torch.Tensor], levels: list[int], device: torch.device) -> dict:
     model.eval()
     results = {}
     for level in levels:
         bpps, psnrs = [], []
         for image in images:
-            x = image.float().div(255)[None]
-            out = model(model.pad(x), torch.tensor([float(level)]))
+            x = image.float().div(255)[None].to(device)
+            out = model(model.pad(x), torch.tensor([float(level)], device=device))
             pixels = x.shape[2] * x.shape[3]
             bits = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values())
             x_hat = out["x_hat"][..., : x.shape[2], : x.shape[3]].clamp(0, 1)
@@ -99,29 +103,54 @@ def validate(model, images: list[torch.Tensor], levels: list[int]) -> dict:
     return results
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mean-scale")
     parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="crops per process and step")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS))
     parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, help="train (and validate) on this folder instead of the defaults")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--validate-every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
+    """Rank, world size and device; torchrun sets WORLD_SIZE (gloo on CPU, nccl on CUDA)."""
+    wants_cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if wants_cuda else "cpu")
+    if world > 1:
+        dist.init_process_group("nccl" if wants_cuda else "gloo")
+        return dist.get_rank(), world, device
+    return 0, 1, device
+
+
+def photo_lists(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    if args.photos:
+        photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        return photos, photos[:2]
+    return training_photos(), validation_photos()[:8]
+
+
+def main() -> None:
+    args = parse_args()
+    rank, world, device = setup_distributed(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     config = {"lambdas": tuple(args.lambdas), "n": args.channels[0], "m": args.channels[1]}
-    model = create_model(args.model, **config)
-    bf16 = use_bf16() if args.bf16 == "auto" else args.bf16 == "on"
+    model = create_model(args.model, **config).to(device)
+    bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)
     main_params = [p for name, p in model.named_parameters() if not name.endswith(".quantiles")]
     aux_params = [p for name, p in model.named_parameters() if name.endswith(".quantiles")]
@@ -130,17 +159,27 @@ def main() -> None:
     step = 0
     checkpoint_path = args.out / "checkpoint.pt"
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=True)
+        state = torch.load(checkpoint_path, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         aux_optimizer.load_state_dict(state["aux_optimizer"])
         step = int(state["step"])
-        print(f"resumed from step {step}", flush=True)
-    sampler = CropSampler(training_photos(), args.crop, args.seed + step)
-    validation = [load_photo(path) for path in validation_photos()[:8]]
-    lambdas = torch.tensor(args.lambdas)
-    log = open(args.out / "log.jsonl", "a", encoding="utf-8")
-    (args.out / "config.json").write_text(json.dumps({"family": args.model, **config, "bf16": bf16, "args": vars(args)}, default=str, indent=1))
+        if rank == 0:
+            print(f"resumed from step {step}", flush=True)
+    forward_model = model
+    if world > 1:
+        # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
+        ignored = [name for name, _ in model.named_parameters() if name.endswith(".quantiles")]
+        DDP._set_params_and_buffers_to_ignore_for_model(model, ignored)
+        forward_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_paths, validation_paths = photo_lists(args)
+    sampler = CropSampler(train_paths, args.crop, args.seed + 1000 * rank + step)
+    validation = [load_photo(path) for path in validation_paths] if rank == 0 else []
+    lambdas = torch.tensor(args.lambdas, device=device)
+    log = open(args.out / "log.jsonl", "a", encoding="utf-8") if rank == 0 else None
+    if rank == 0:
+        (args.out / "config.json").write_text(json.dumps(
+            {"family": args.model, **config, "bf16": bf16, "world_size": world, "args": vars(args)}, default=str, indent=1))
 
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -149,14 +188,14 @@ def main() -> None:
         (args.out / "checkpoint.tmp").replace(checkpoint_path)
 
     model.train()
-    progress = tqdm(total=args.steps, initial=step, desc=f"train {args.model}", mininterval=30)
+    progress = tqdm(total=args.steps, initial=step, desc=f"train {args.model}", mininterval=30, disable=rank != 0)
     started = time.time()
     while step < args.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
-        x = sampler.batch(args.batch)
-        levels = torch.randint(0, len(args.lambdas), (args.batch,))
-        output = model(x, levels.float())
+        x = sampler.batch(args.batch).to(device)
+        levels = torch.randint(0, len(args.lambdas), (args.batch,), device=device)
+        output = forward_model(x, levels.float())
         loss, bpp, mse = rd_loss(output, x, lambdas[levels])
         optimizer.zero_grad()
         loss.backward()
@@ -166,23 +205,33 @@ def main() -> None:
         aux_optimizer.zero_grad()
         aux_loss.backward()
         aux_optimizer.step()
+        if world > 1:
+            for parameter in aux_params:
+                dist.all_reduce(parameter.data)
+                parameter.data /= world
         step += 1
         progress.update(1)
+        if rank != 0:
+            continue
         if step % 50 == 0:
             psnr = float((-10 * torch.log10(mse.detach())).mean())
-            record = {"step": step, "loss": float(loss), "bpp": float(bpp.mean()), "psnr": psnr,
-                      "aux": float(aux_loss), "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+            record = {"step": step, "loss": float(loss.detach()), "bpp": float(bpp.detach().mean()), "psnr": psnr,
+                      "aux": float(aux_loss.detach()), "lr": optimizer.param_groups[0]["lr"],
+                      "seconds": time.time() - started}
             log.write(json.dumps(record) + "\n")
             log.flush()
-            progress.set_postfix(loss=f"{float(loss):.3f}", bpp=f"{float(bpp.mean()):.3f}", psnr=f"{psnr:.2f}")
+            progress.set_postfix(loss=f"{record['loss']:.3f}", bpp=f"{record['bpp']:.3f}", psnr=f"{psnr:.2f}")
         if step % args.checkpoint_every == 0 or step == args.steps:
             save()
         if step % args.validate_every == 0 or step == args.steps:
-            record = {"step": step, "validation": validate(model, validation, [0, len(args.lambdas) // 2, len(args.lambdas) - 1])}
+            levels_to_check = sorted({0, len(args.lambdas) // 2, len(args.lambdas) - 1})
+            record = {"step": step, "validation": validate(model, validation, levels_to_check, device)}
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(json.dumps(record), flush=True)
     progress.close()
+    if world > 1:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""The training tool: a few steps, resume, DistributedDataParallel with 2 CPU processes (gloo), export."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--model", "mean-scale", "--channels", "16", "24", "--batch", "2", "--crop", "64", "--threads", "1",
+        "--checkpoint-every", "2", "--validate-every", "3", "--lambdas", "0.002", "0.02"]
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        rows, cols = np.mgrid[0:96, 0:80]
+        array = np.stack([rows * 2, cols * 3, (rows + cols)], axis=2) + rng.integers(0, 30, (96, 80, 3))
+        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(folder / f"p{index}.png")
+    return folder
+
+
+def _train(out: Path, photos: Path, steps: int, launcher: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = launcher + [str(ROOT / "tools" / "train_image.py"), *TINY, "--steps", str(steps), "--out", str(out),
+                          "--photos", str(photos)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_train_resume_and_export(tmp_path, photo_folder):
+    out = tmp_path / "run"
+    first = _train(out, photo_folder, 3, [sys.executable])
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (out / "checkpoint.pt").exists()
+    second = _train(out, photo_folder, 4, [sys.executable])
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from step 3" in second.stdout
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("validation" in record for record in records)
+
+
+def test_distributed_two_cpu_processes(tmp_path, photo_folder):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = _train(out, photo_folder, 3, launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    import torch
+
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3
