@@ -78,3 +78,12 @@ def test_huge_latent_shape_is_refused():
     data = bitstream.write(_container(shapes=[(1, 2**16, 2**16, 2**16)]))
     with pytest.raises(CodecError, match="exceeds the limit"):
         bitstream.parse(data)
+
+
+def test_container_bytes_are_pinned():
+    """Format version 1 must not drift: a change here needs a version bump and a reader for the old layout."""
+    assert bitstream.write(_container()).hex() == (
+        "4c43444301010d6d732d68797065727072696f7200010203040506070000204000020000000300000308020401000000c000"
+        "00002000000030000000040100000080000000080000000c0000000428000000000000000400000001000000616263646162"
+        "6364616263646162636461626364616263646162636461626364616263646162636478797a3107bb72bb70"
+    )
