@@ -58,6 +58,45 @@ def kodak_workload(model_name: str, images: int) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(all_symbols), np.concatenate(all_indices), model.tables["y"]
 
 
+def boundary_report(model_name: str, images: int) -> None:
+    """How close predicted scales come to scale-table boundaries, and how many indices a plain float32 h_s
+    would pick differently from the exact integer-valued h_s the codec uses (each such element would decode
+    wrongly if encoder and decoder disagreed in float rounding)."""
+    import torch
+
+    from codec.entropy.gaussian import scale_indices
+    from codec.imageio import load_image
+    from codec.zoo import load_model
+    from photos import kodak_photos
+
+    model, card = load_model(model_name)
+    table = model.table_tensors["scale_table"].double()
+    log_bounds = torch.log(table)
+    near = {1e-6: 0, 1e-4: 0, 1e-2: 0}
+    differ = total = clamped = 0
+    with torch.no_grad():
+        for path in kodak_photos()[:images]:
+            x = load_image(path, 1 << 26).pixels
+            gain, _ = model.gains(model.quality_tensor(card.default_quality))
+            z = model.h_a(model._hyper_input(model.analysis(model.pad(x)) * gain))
+            z_hat = model._z_hat(torch.round(z - model.table_tensors["z_medians"].view(1, -1, 1, 1)).long().numpy())
+            exact_scales, _ = model._split_parameters(model._exact_h_s(z_hat))
+            float_scales, _ = model._split_parameters(model.h_s(z_hat).double())
+            inside = exact_scales[(exact_scales > table[0]) & (exact_scales < table[-1])].log()
+            distance = (inside.unsqueeze(-1) - log_bounds).abs().min(-1).values
+            for threshold in near:
+                near[threshold] += int((distance < threshold).sum())
+            clamped += exact_scales.numel() - inside.numel()
+            differ += int((scale_indices(exact_scales, table) != scale_indices(float_scales, table)).sum())
+            total += exact_scales.numel()
+    print(f"\n== scale-table boundaries, {model_name}, {images} Kodak images, {total} y elements "
+          f"({clamped} outside the table range, clamped to its ends)")
+    for threshold, count in near.items():
+        print(f"within {threshold:g} (log-scale) of a table boundary: {count} ({count / total * 100:.4f} %)")
+    print(f"indices where float32 h_s and exact h_s disagree: {differ} ({differ / total * 100:.4f} %)"
+          " (the codec always uses the exact one on both sides)")
+
+
 def compressai_cdfs(tables: TableSet) -> tuple[list[list[int]], list[int], list[int]]:
     cdfs = [[0] + np.cumsum(tables.counts[t, : tables.lengths[t]]).tolist() for t in range(tables.num_tables)]
     return cdfs, [len(cdf) for cdf in cdfs], tables.offsets.tolist()
@@ -115,6 +154,7 @@ def main() -> None:
         workload = None
     if workload is not None:
         run(f"{args.model} y latents of {args.kodak_images} Kodak images", *workload, repeats=args.repeats)
+        boundary_report(args.model, args.kodak_images)
 
 
 if __name__ == "__main__":

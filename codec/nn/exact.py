@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATION_FRACTION_BITS = 8  # activations are multiples of 2**-8
-ACTIVATION_LIMIT = float(2**20)  # |activation| * 2**8 is clamped to this (a deterministic op on both sides)
+ACTIVATION_FRACTION_BITS = 12  # activations are multiples of 2**-12
+ACTIVATION_LIMIT = float(2**24)  # |activation| * 2**12 is clamped to this (a deterministic op on both sides)
 WEIGHT_MAGNITUDE_BITS = 14  # |integer weight| <= 2**14
 EXACT_LIMIT = 2.0**53
 
