@@ -91,7 +91,7 @@ def record_in_cards(label: str, curves: dict, models: list[str], images: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["ms-hyperprior"])
+    parser.add_argument("--models", nargs="*", default=["ms-hyperprior"], help="none: baselines only")
     parser.add_argument("--bsds-images", type=int, default=24, help="first N BSDS500 test images (0 = skip)")
     parser.add_argument("--qualities", type=float, nargs="+")
     parser.add_argument("--reuse-baselines", action="store_true")
