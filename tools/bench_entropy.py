@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.entropy import TableSet, decode_symbols, encode_symbols, ideal_bits  # noqa: E402
 from codec.entropy.gaussian import build_gaussian_tables, default_scale_table  # noqa: E402
+from timing import best_of  # noqa: E402
 
 
 def synthetic_workload(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, TableSet]:
@@ -100,15 +100,6 @@ def boundary_report(model_name: str, images: int) -> None:
 def compressai_cdfs(tables: TableSet) -> tuple[list[list[int]], list[int], list[int]]:
     cdfs = [[0] + np.cumsum(tables.counts[t, : tables.lengths[t]]).tolist() for t in range(tables.num_tables)]
     return cdfs, [len(cdf) for cdf in cdfs], tables.offsets.tolist()
-
-
-def best_of(repeats: int, function):
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def run(name: str, symbols: np.ndarray, indices: np.ndarray, tables: TableSet, repeats: int) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from codec.metrics import psnr  # noqa: E402
 from codec.precision import cpu_has_bf16  # noqa: E402
 from codec.zoo import load_model  # noqa: E402
 from photos import kodak_photos  # noqa: E402
+from timing import best_of  # noqa: E402
 
 
 def compressai_twin(name: str, quality: float) -> torch.nn.Module:
@@ -49,13 +49,7 @@ def compressai_twin(name: str, quality: float) -> torch.nn.Module:
 
 
 def timed(repeats: int, function):
-    function()  # warm-up
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
+    return best_of(repeats, function, warm_up=True)
 
 
 def main() -> None:
