@@ -57,3 +57,19 @@ def test_distributed_two_cpu_processes(tmp_path, photo_folder):
 
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 3
+
+
+def test_training_can_start_from_shipped_style_weights(tmp_path, photo_folder):
+    import torch
+    from safetensors.torch import save_file
+
+    out = tmp_path / "first"
+    assert _train(out, photo_folder, 2, [sys.executable]).returncode == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    save_file({key: value.contiguous() for key, value in state.items()}, str(tmp_path / "w.safetensors"))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, str(ROOT / "tools" / "train_image.py"), *TINY, "--steps", "1", "--out",
+               str(tmp_path / "second"), "--photos", str(photo_folder), "--init", str(tmp_path / "w.safetensors")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "initialised from" in result.stdout

@@ -113,6 +113,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS))
     parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--init", type=Path, help="start from these weights (e.g. weights/ms-hyperprior.safetensors)")
     parser.add_argument("--photos", type=Path, help="train (and validate) on this folder instead of the defaults")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
@@ -166,6 +167,13 @@ def main() -> None:
         step = int(state["step"])
         if rank == 0:
             print(f"resumed from step {step}", flush=True)
+    elif args.init:
+        from safetensors.torch import load_file
+
+        weights = {k: v for k, v in load_file(str(args.init)).items() if not k.startswith("tables.")}
+        model.load_state_dict(weights)
+        if rank == 0:
+            print(f"initialised from {args.init}", flush=True)
     forward_model = model
     if world > 1:
         # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
