@@ -34,8 +34,11 @@ def training_summary(run: Path) -> dict:
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     steps = [record for record in records if "loss" in record]
     validation = [record for record in records if "validation" in record]
-    summary = {"steps": steps[-1]["step"] if steps else 0,
-               "wall_time_hours": round(steps[-1]["seconds"] / 3600, 3) if steps else 0.0}
+    # "seconds" restarts at 0 when a run is resumed: add up the segments
+    wall = sum(a["seconds"] for a, b in zip(steps, steps[1:]) if b["seconds"] < a["seconds"])
+    wall += steps[-1]["seconds"] if steps else 0.0
+    summary = {"steps": steps[-1]["step"] if steps else 0, "wall_time_hours": round(wall / 3600, 3),
+               "resumes": sum(1 for a, b in zip(steps, steps[1:]) if b["seconds"] < a["seconds"])}
     if validation:
         last = validation[-1]
         summary["validation_step"] = last["step"]
