@@ -209,22 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list shipped models and their measured figures")
     models.set_defaults(run=_models)
 
+    def rd_options(sub: argparse.ArgumentParser, quality_type: type) -> None:
+        sub.add_argument("dataset", type=Path)
+        sub.add_argument("--qualities", type=quality_type, nargs="+")
+        sub.add_argument("--per-image", action="store_true")
+        sub.add_argument("-o", "--output", type=Path)
+        sub.add_argument("--force", action="store_true")
+
     evaluation = commands.add_parser("eval", help="rate-distortion of a shipped model over a folder of images")
-    evaluation.add_argument("dataset", type=Path)
     evaluation.add_argument("--model", default="ms-hyperprior")
-    evaluation.add_argument("--qualities", type=float, nargs="+")
-    evaluation.add_argument("--per-image", action="store_true")
-    evaluation.add_argument("-o", "--output", type=Path)
-    evaluation.add_argument("--force", action="store_true")
+    rd_options(evaluation, float)
     evaluation.set_defaults(run=_eval)
 
     bench = commands.add_parser("bench", help="rate-distortion of a classic codec (Pillow) over a folder")
     bench.add_argument("codec", choices=("jpeg", "webp", "avif"))
-    bench.add_argument("dataset", type=Path)
-    bench.add_argument("--qualities", type=int, nargs="+")
-    bench.add_argument("--per-image", action="store_true")
-    bench.add_argument("-o", "--output", type=Path)
-    bench.add_argument("--force", action="store_true")
+    rd_options(bench, int)
     bench.set_defaults(run=_bench)
 
     demo = commands.add_parser("demo", help="encode + decode a sample photo, print bpp / PSNR / time")
