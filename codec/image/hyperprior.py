@@ -86,7 +86,6 @@ class ScaleHyperprior(VariableRateImageModel):
 
     stride = 64
     table_names = ("y", "z")
-    predicts_means = False
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
         super().__init__(lambdas, m)
@@ -181,7 +180,6 @@ class ScaleHyperprior(VariableRateImageModel):
 class MeanScaleHyperprior(ScaleHyperprior):
     """Minnen et al. (NeurIPS 2018) without context: h_s predicts a mean and a scale for every y element."""
 
-    predicts_means = True
 
     def _hyper_transforms(self, n: int, m: int) -> tuple[torch.nn.Module, torch.nn.Module]:
         return transforms.mean_scale_hyper_analysis(n, m), transforms.mean_scale_hyper_synthesis(n, m)

@@ -29,7 +29,7 @@ def _weight_shift(weight: torch.Tensor) -> int:
     return WEIGHT_MAGNITUDE_BITS - math.ceil(math.log2(peak)) - 1
 
 
-def _check_exactness(layer: nn.Module, shift: int) -> None:
+def _check_exactness(layer: nn.Module) -> None:
     fan_in = layer.weight[0].numel() if isinstance(layer, nn.Conv2d) else layer.weight[:, 0].numel()
     bound = ACTIVATION_LIMIT * 2.0**WEIGHT_MAGNITUDE_BITS * fan_in
     if bound >= EXACT_LIMIT:
@@ -44,7 +44,7 @@ class ExactSequential:
         for layer in layers:
             if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
                 shift = _weight_shift(layer.weight)
-                _check_exactness(layer, shift)
+                _check_exactness(layer)
                 weight = torch.round(layer.weight.detach().double() * 2.0**shift)
                 bias = layer.bias.detach().double() if layer.bias is not None else None
                 self.steps.append(("conv", (layer, weight, bias, shift)))
