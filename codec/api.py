@@ -16,6 +16,8 @@ DEFAULT_MODEL = "ms-hyperprior"
 def prepared_model(name: str, fast: bool | None = None) -> tuple[VariableRateImageModel, ModelCard]:
     """A shipped model with the bf16 transform path switched on where the CPU supports it (or as asked)."""
     model, card = load_model(name)
+    if card.kind != "image":
+        raise CodecError(f"model {name!r} is a {card.kind} model (split computing), not an image codec")
     model.set_fast_transforms(use_bf16() if fast is None else fast)
     return model, card
 

@@ -1,4 +1,4 @@
-"""The `codec` command: encode, decode, info, models, eval, bench, demo."""
+"""The `codec` command: encode, decode, info, models, eval, bench, demo, serve, infer."""
 from __future__ import annotations
 
 import argparse
@@ -88,6 +88,9 @@ def _models(args: argparse.Namespace) -> None:
     if not cards:
         print("no shipped models")
     for card in cards.values():
+        if card.kind == "feature":
+            print(f"{card.name}  ({card.family}, split computing)  {card.summary}")
+            continue
         print(f"{card.name}  ({card.family}, quality 0..{len(card.config['lambdas']) - 1}, "
               f"default {card.default_quality:g})  {card.summary}")
         kodak = card.results.get("kodak", {})
@@ -127,6 +130,45 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"ms-ssim    {ms_ssim(original, decoded):.4f}")
     print(f"encode     {encoded - started:.3f} s")
     print(f"decode     {finished - encoded:.3f} s")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from codec.split.server import serve
+
+    if args.workers < 1 or args.max_bytes < 1 or args.body_timeout <= 0:
+        raise CodecError("--workers, --max-bytes and --body-timeout must be positive")
+    print(f"serving {args.model} on http://{args.host}:{args.port} ({args.workers} worker(s)); Ctrl-C stops",
+          flush=True)
+    serve(args.model, args.host, args.port, args.workers, args.max_bytes, args.body_timeout, args.threads)
+
+
+def _infer(args: argparse.Namespace) -> None:
+    """Device side over HTTP: encode the images with the learned encoder, send the bytes, print the answer."""
+    from PIL import Image, UnidentifiedImageError
+
+    from codec.split.client import InferenceClient
+    from codec.split.runtime import DeviceEncoder
+
+    client = InferenceClient(args.server, timeout=args.timeout)
+    model = args.model or client.health()["model"]
+    device = DeviceEncoder(model)
+    for path in args.images:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                started = time.perf_counter()
+                data = device.encode(image)
+        except (FileNotFoundError, IsADirectoryError):
+            raise CodecError(f"{path}: no such image file") from None
+        except (UnidentifiedImageError, OSError) as error:
+            raise CodecError(f"{path}: cannot read image ({error})") from None
+        encoded = time.perf_counter()
+        answer = client.infer(data, args.k)
+        finished = time.perf_counter()
+        best = ", ".join(f"{c['label']} {c['probability']:.3f}" for c in answer["top_k"][0])
+        print(f"{path}: {len(data)} bytes sent; encode {1e3 * (encoded - started):.1f} ms, round trip "
+              f"{1e3 * (finished - encoded):.1f} ms (server decode {answer['decode_ms']:.1f} ms, tail "
+              f"{answer['tail_ms']:.1f} ms): {best}")
 
 
 def _write_json(path: Path, payload: dict, force: bool) -> None:
@@ -174,7 +216,7 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codec", description="Learned image codec (hyperprior models).")
+    parser = argparse.ArgumentParser(prog="codec", description="Learned image and feature codec.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def limit(sub: argparse.ArgumentParser) -> None:
@@ -225,6 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("codec", choices=("jpeg", "webp", "avif"))
     rd_options(bench, int)
     bench.set_defaults(run=_bench)
+
+    server = commands.add_parser("serve", help="HTTP inference server for a split-computing model")
+    server.add_argument("--model", required=True)
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=8000)
+    server.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (model loaded once each)")
+    server.add_argument("--max-bytes", type=int, default=1 << 20, help="largest request body accepted")
+    server.add_argument("--body-timeout", type=float, default=10.0, help="seconds allowed to receive a body")
+    server.add_argument("--threads", type=int, help="torch threads per worker")
+    server.set_defaults(run=_serve)
+
+    infer = commands.add_parser("infer", help="device side: encode images, send them to a server, print classes")
+    infer.add_argument("images", type=Path, nargs="+")
+    infer.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
+    infer.add_argument("--model", help="feature model (default: the one the server runs)")
+    infer.add_argument("-k", type=int, default=3, help="classes to show")
+    infer.add_argument("--timeout", type=float, default=30.0)
+    infer.set_defaults(run=_infer)
 
     demo = commands.add_parser("demo", help="encode + decode a sample photo, print bpp / PSNR / time")
     demo.add_argument("--image", type=Path, default=SAMPLE_IMAGE)

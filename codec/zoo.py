@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from codec.errors import CodecError
-from codec.image import create_model
-from codec.image.base import VariableRateImageModel
+from codec.registry import create_model, family_kind
 
 PROJECT_ROOT = Path(os.environ.get("CODEC_HOME", Path(__file__).resolve().parents[1]))
 TABLE_PREFIX = "tables."
@@ -29,6 +29,12 @@ class ModelCard:
     default_quality: float
     summary: str = ""
     results: dict = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """"image" for image codecs, "feature" for split-computing models."""
+        return family_kind(self.family)
 
     @property
     def weights_path(self) -> Path:
@@ -45,7 +51,7 @@ def _read_card(path: Path) -> ModelCard:
     return ModelCard(
         name=data["name"], family=data["family"], weights=data["weights"], sha256=data["sha256"],
         config=dict(data["config"]), default_quality=float(data["default_quality"]),
-        summary=data.get("summary", ""), results=data.get("results", {}),
+        summary=data.get("summary", ""), results=data.get("results", {}), labels=list(data.get("labels", [])),
     )
 
 
@@ -74,7 +80,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_weights(model: VariableRateImageModel, path: Path) -> str:
+def save_weights(model: nn.Module, path: Path) -> str:
     """Write weights + frozen tables as safetensors; return the file's sha256."""
     tensors = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
     tensors.update({TABLE_PREFIX + key: value.contiguous() for key, value in model.table_state().items()})
@@ -82,7 +88,7 @@ def save_weights(model: VariableRateImageModel, path: Path) -> str:
     return sha256_of(path)
 
 
-def build_model(family: str, config: dict, tensors: dict[str, torch.Tensor]) -> VariableRateImageModel:
+def build_model(family: str, config: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
     model = create_model(family, **config)
     weights = {key: value for key, value in tensors.items() if not key.startswith(TABLE_PREFIX)}
     tables = {key[len(TABLE_PREFIX) :]: value for key, value in tensors.items() if key.startswith(TABLE_PREFIX)}
@@ -92,7 +98,7 @@ def build_model(family: str, config: dict, tensors: dict[str, torch.Tensor]) -> 
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(name: str) -> tuple[VariableRateImageModel, ModelCard]:
+def load_model(name: str) -> tuple[nn.Module, ModelCard]:
     """Load a shipped model after checking its weights file against the sha256 on its card."""
     card = get_card(name)
     if not card.weights_path.is_file():

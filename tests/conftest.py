@@ -17,7 +17,8 @@ LAMBDAS = (0.0018, 0.0067, 0.025)
 @pytest.fixture(scope="session")
 def tiny_models() -> dict:
     """One small randomly initialised model per family, tables frozen (enough to test coding paths)."""
-    from codec.image import MODEL_FAMILIES, create_model
+    from codec.image import MODEL_FAMILIES
+    from codec.registry import create_model
 
     torch.manual_seed(0)
     models = {}
@@ -46,3 +47,14 @@ def shipped_model_name() -> str:
     if "ms-hyperprior" not in cards:
         pytest.skip("no shipped ms-hyperprior model in models/")
     return "ms-hyperprior"
+
+
+@pytest.fixture(scope="session")
+def feature_model_name() -> str:
+    """The smallest-rate shipped split-computing model."""
+    from codec.zoo import model_cards
+
+    names = sorted(card.name for card in model_cards().values() if card.kind == "feature")
+    if not names:
+        pytest.skip("no shipped feature model in models/")
+    return names[0]

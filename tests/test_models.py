@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from codec.errors import CodecError
-from codec.image import MODEL_FAMILIES, create_model
+from codec.image import MODEL_FAMILIES
+from codec.registry import create_model
 
 
 @contextmanager
@@ -25,7 +26,7 @@ def threads(count: int):
 
 
 def test_unknown_family_raises_with_the_known_names():
-    with pytest.raises(CodecError, match="known: factorized, hyperprior, mean-scale"):
+    with pytest.raises(CodecError, match="known: entropic-student-cifar, factorized, hyperprior, mean-scale"):
         create_model("nope", lambdas=(0.01,))
 
 

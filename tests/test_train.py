@@ -73,3 +73,17 @@ def test_training_can_start_from_shipped_style_weights(tmp_path, photo_folder):
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "initialised from" in result.stdout
+
+
+def test_init_can_add_a_rate_level_with_interpolated_gains():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import remap_gain_levels
+
+    weights = {"gains.log_gain": torch.tensor([[0.0, 1.0], [2.0, 3.0]]),
+               "gains.log_inverse_gain": torch.tensor([[0.0, -1.0], [-2.0, -3.0]]), "other": torch.ones(1)}
+    remapped = remap_gain_levels(weights, [0.01, 0.04], [0.005, 0.01, 0.02, 0.04])
+    torch.testing.assert_close(remapped["gains.log_gain"], torch.tensor([[-1.0, 0.0], [0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]))
+    assert remapped["other"] is weights["other"]
+    assert remap_gain_levels(weights, [0.01, 0.04], [0.01, 0.04]) is weights

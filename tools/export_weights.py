@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.image import create_model  # noqa: E402
+from codec.registry import create_model  # noqa: E402
 from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
 from model_card import read_card, write_card  # noqa: E402
 

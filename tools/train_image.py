@@ -29,7 +29,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.image import create_model  # noqa: E402
+from codec.registry import create_model  # noqa: E402
 from codec.precision import use_bf16  # noqa: E402
 from photos import training_photos, validation_photos  # noqa: E402
 
@@ -103,6 +103,27 @@ def validate(model, images: list[torch.Tensor], levels: list[int], device: torch
     return results
 
 
+def remap_gain_levels(weights: dict[str, torch.Tensor], old_lambdas: list[float],
+                      new_lambdas: list[float]) -> dict[str, torch.Tensor]:
+    """Give each new rate level the log-gains of its lambda, piecewise linear in log-lambda over the old levels.
+
+    Lets training add a level (e.g. a lower lambda for rates near 0.1 bpp) to already trained weights.
+    """
+    if list(old_lambdas) == list(new_lambdas):
+        return weights
+    old = torch.log(torch.tensor(old_lambdas, dtype=torch.float64))
+    new = torch.log(torch.tensor(new_lambdas, dtype=torch.float64))
+    remapped = dict(weights)
+    for key in ("gains.log_gain", "gains.log_inverse_gain"):
+        table = weights[key].double()
+        if table.shape[0] != len(old_lambdas):
+            raise SystemExit(f"--init-lambdas has {len(old_lambdas)} levels but {key} has {table.shape[0]}")
+        low = (torch.searchsorted(old, new) - 1).clamp(0, len(old_lambdas) - 2)
+        frac = ((new - old[low]) / (old[low + 1] - old[low])).view(-1, 1)
+        remapped[key] = (table[low] * (1 - frac) + table[low + 1] * frac).float()
+    return remapped
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mean-scale")
@@ -114,6 +135,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--init", type=Path, help="start from these weights (e.g. weights/ms-hyperprior.safetensors)")
+    parser.add_argument("--init-lambdas", type=float, nargs="+",
+                        help="the rate levels the --init weights were trained with (default: --lambdas); new "
+                             "--lambdas get gains interpolated (or extrapolated) in log-lambda from them")
     parser.add_argument("--photos", type=Path, help="train (and validate) on this folder instead of the defaults")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
@@ -171,7 +195,7 @@ def main() -> None:
         from safetensors.torch import load_file
 
         weights = {k: v for k, v in load_file(str(args.init)).items() if not k.startswith("tables.")}
-        model.load_state_dict(weights)
+        model.load_state_dict(remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas))
         if rank == 0:
             print(f"initialised from {args.init}", flush=True)
     forward_model = model

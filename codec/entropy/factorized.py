@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
 
+from codec.entropy.coder import decode_symbols, encode_symbols
 from codec.entropy.tables import TableSet
 
 MAX_HALF_WIDTH = 1024
@@ -33,3 +35,23 @@ def build_factorized_tables(bottleneck: EntropyBottleneck) -> tuple[TableSet, to
         offsets.append(low)
         tails.append(max(0.0, 1.0 - float(pmf.sum())))
     return TableSet.from_pmfs(pmfs, offsets, tails), medians
+
+
+def channel_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Table index = channel, for a [B, C, H, W] latent."""
+    return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
+
+
+def encode_factorized(latent: torch.Tensor, tables: TableSet, medians: torch.Tensor) -> tuple[torch.Tensor, bytes, bytes]:
+    """Quantize a [B, C, H, W] latent around its channel medians and code it; returns (dequantized, ANS, escapes)."""
+    medians = medians.view(1, -1, 1, 1)
+    symbols = torch.round(latent - medians)
+    stream, escapes = encode_symbols(symbols.long().numpy(), channel_index(tuple(latent.shape)), tables)
+    return symbols + medians, stream, escapes
+
+
+def decode_factorized(stream: bytes, escapes: bytes, shape: tuple[int, ...], tables: TableSet,
+                      medians: torch.Tensor) -> torch.Tensor:
+    """Inverse of `encode_factorized`: the dequantized latent of `shape`."""
+    symbols = decode_symbols(stream, escapes, channel_index(shape), tables)
+    return torch.from_numpy(symbols).float() + medians.view(1, -1, 1, 1)

@@ -1,4 +1,4 @@
 """Learned image models: factorized prior, scale hyperprior, mean-scale hyperprior (all variable-rate)."""
-from codec.image.registry import MODEL_FAMILIES, create_model
+from codec.image.registry import MODEL_FAMILIES
 
-__all__ = ["MODEL_FAMILIES", "create_model"]
+__all__ = ["MODEL_FAMILIES"]

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.entropy.tables import TableSet
+from codec.entropy.frozen import FrozenTables
 from codec.errors import CodecError
+from codec.image.tiling import tiled
 from codec.nn.gain import GainUnits
 from codec.precision import transform_autocast
 
@@ -26,14 +28,16 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-class VariableRateImageModel(nn.Module):
+class VariableRateImageModel(FrozenTables, nn.Module):
     """Base of the image models: g_a / g_s plus gain units (Cui et al., CVPR 2021) for a continuous rate.
 
     `quality` is a float in [0, num_levels - 1]; level i was trained with `lambdas[i]` (higher = better quality).
     """
 
     stride: int = 64  # total downsampling of the deepest latent: inputs are padded to a multiple of it
-    table_names: tuple[str, ...] = ()
+    tile_threshold: int = 1536 * 1536  # images with more (padded) pixels run g_a / g_s tile by tile
+    analysis_tile: int = 1024  # tile side in pixels (a multiple of 16)
+    tile_halo: int = 8  # context around each tile, in latent units (16 pixels each)
 
     def __init__(self, lambdas: tuple[float, ...], latent_channels: int) -> None:
         super().__init__()
@@ -42,8 +46,7 @@ class VariableRateImageModel(nn.Module):
         self.gains = GainUnits(len(self.lambdas), latent_channels, initial)
         self.use_bf16 = False
         self._layout_ready = False
-        self.tables: dict[str, TableSet] = {}
-        self.table_tensors: dict[str, torch.Tensor] = {}
+        self.init_tables()
 
     @property
     def max_quality(self) -> float:
@@ -71,46 +74,32 @@ class VariableRateImageModel(nn.Module):
             self._layout_ready = True
         return x.contiguous(memory_format=torch.channels_last)
 
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """g_a under bf16 autocast where enabled; returns fp32."""
-        x = self._channels_last(x)
+    def _run(self, transform: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with transform_autocast(self.use_bf16, x.device):
-            y = self.g_a(x)
-        return y.float().contiguous()
+            return transform(x.contiguous(memory_format=torch.channels_last)).float()
+
+    def _tiles(self, pixels: int) -> bool:
+        return not self.training and pixels > self.tile_threshold
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """g_a under bf16 autocast where enabled, tiled for large images; returns fp32."""
+        x = self._channels_last(x)
+        if self._tiles(x.shape[-2] * x.shape[-1]):
+            return tiled(lambda piece: self._run(self.g_a, piece), x, Fraction(1, 16), self.analysis_tile,
+                         16 * self.tile_halo).contiguous()
+        return self._run(self.g_a, x).contiguous()
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """g_s under bf16 autocast where enabled; returns fp32."""
+        """g_s under bf16 autocast where enabled, tiled for large images; returns fp32."""
         y_hat = self._channels_last(y_hat)
-        with transform_autocast(self.use_bf16, y_hat.device):
-            x_hat = self.g_s(y_hat)
-        return x_hat.float().contiguous()
+        if self._tiles(y_hat.shape[-2] * y_hat.shape[-1] * 256):
+            return tiled(lambda piece: self._run(self.g_s, piece), y_hat, Fraction(16), self.analysis_tile // 16,
+                         self.tile_halo).contiguous()
+        return self._run(self.g_s, y_hat).contiguous()
 
     def set_fast_transforms(self, enabled: bool) -> None:
         """Switch the bf16 autocast path for g_a / g_s on or off."""
         self.use_bf16 = enabled
-
-    # --- frozen tables -------------------------------------------------------------------------------------
-    def table_state(self) -> dict[str, torch.Tensor]:
-        """Integer tables (and medians) built by `update()`, to save next to the weights."""
-        if not self.tables:
-            raise RuntimeError("call update() before saving tables")
-        state = dict(self.table_tensors)
-        for name, table in self.tables.items():
-            state.update(table.to_tensors(name))
-        return state
-
-    def load_table_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.tables = {name: TableSet.from_tensors(state, name) for name in self.table_names}
-        known = {f"{name}_{part}" for name in self.table_names for part in ("counts", "lengths", "offsets")}
-        self.table_tensors = {key: value for key, value in state.items() if key not in known}
-        self._after_tables_loaded()
-
-    def _after_tables_loaded(self) -> None:
-        """Hook for models that derive inference-only state once tables are in place."""
-
-    def check_ready(self) -> None:
-        if not self.tables:
-            raise RuntimeError("model tables are not built: call update() or load them with the weights")
 
     @staticmethod
     def expect_shapes(streams: LatentStreams, expected: list[tuple[int, ...]]) -> None:

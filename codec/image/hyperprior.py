@@ -9,22 +9,16 @@
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
 from codec.errors import CodecError
 from codec.entropy.coder import decode_symbols, encode_symbols
-from codec.entropy.factorized import build_factorized_tables
+from codec.entropy.factorized import build_factorized_tables, decode_factorized, encode_factorized
 from codec.entropy.gaussian import build_gaussian_tables, default_scale_table, scale_indices
 from codec.image import transforms
 from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
 from codec.nn.exact import ExactSequential
-
-
-def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
-    """Table index = channel, for a [B, C, H, W] latent."""
-    return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
 
 
 class FactorizedPrior(VariableRateImageModel):
@@ -61,9 +55,7 @@ class FactorizedPrior(VariableRateImageModel):
         self.check_ready()
         gain, _ = self.gains(self.quality_tensor(quality))
         y = self.analysis(self.pad(x)) * gain
-        medians = self.table_tensors["y_medians"].view(1, -1, 1, 1)
-        symbols = torch.round(y - medians).long().numpy()
-        stream, escapes = encode_symbols(symbols, _channel_index(symbols.shape), self.tables["y"])
+        _, stream, escapes = encode_factorized(y, self.tables["y"], self.table_tensors["y_medians"])
         return LatentStreams([stream, escapes], [tuple(y.shape)])
 
     @torch.no_grad()
@@ -71,8 +63,7 @@ class FactorizedPrior(VariableRateImageModel):
         self.check_ready()
         shape = self.latent_shapes(height, width)[0]
         self.expect_shapes(streams, [shape])
-        symbols = decode_symbols(*streams.sections[:2], _channel_index(shape), self.tables["y"])
-        y_hat = torch.from_numpy(symbols).float() + self.table_tensors["y_medians"].view(1, -1, 1, 1)
+        y_hat = decode_factorized(*streams.sections[:2], shape, self.tables["y"], self.table_tensors["y_medians"])
         _, inverse_gain = self.gains(self.quality_tensor(quality))
         return self.synthesis(y_hat * inverse_gain)[..., :height, :width].clamp(0, 1)
 
@@ -141,18 +132,14 @@ class ScaleHyperprior(VariableRateImageModel):
         scales, means = self._split_parameters(self._exact_h_s(z_hat))
         return scale_indices(scales, self.table_tensors["scale_table"]), means
 
-    def _z_hat(self, symbols: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(symbols).float() + self.table_tensors["z_medians"].view(1, -1, 1, 1)
-
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
         self.check_ready()
         gain, _ = self.gains(self.quality_tensor(quality))
         y = self.analysis(self.pad(x)) * gain
         z = self.h_a(self._hyper_input(y))
-        z_symbols = torch.round(z - self.table_tensors["z_medians"].view(1, -1, 1, 1)).long().numpy()
-        z_stream, z_escapes = encode_symbols(z_symbols, _channel_index(z_symbols.shape), self.tables["z"])
-        indices, means = self.entropy_parameters(self._z_hat(z_symbols))
+        z_hat, z_stream, z_escapes = encode_factorized(z, self.tables["z"], self.table_tensors["z_medians"])
+        indices, means = self.entropy_parameters(z_hat)
         y_symbols = torch.round(y.double() - means).long().numpy()
         y_stream, y_escapes = encode_symbols(y_symbols, indices.numpy(), self.tables["y"])
         return LatentStreams([y_stream, y_escapes, z_stream, z_escapes], [tuple(y.shape), tuple(z.shape)])
@@ -165,8 +152,8 @@ class ScaleHyperprior(VariableRateImageModel):
         if len(streams.sections) != 4:
             raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes 4")
         y_stream, y_escapes, z_stream, z_escapes = streams.sections
-        z_symbols = decode_symbols(z_stream, z_escapes, _channel_index(z_shape), self.tables["z"])
-        indices, means = self.entropy_parameters(self._z_hat(z_symbols))
+        z_hat = decode_factorized(z_stream, z_escapes, z_shape, self.tables["z"], self.table_tensors["z_medians"])
+        indices, means = self.entropy_parameters(z_hat)
         y_symbols = decode_symbols(y_stream, y_escapes, indices.numpy(), self.tables["y"])
         y_hat = (torch.from_numpy(y_symbols).double() + means).float()
         _, inverse_gain = self.gains(self.quality_tensor(quality))

@@ -1,9 +1,8 @@
-"""Model families by name. An unknown name raises with the list of known names."""
+"""Image model families by name."""
 from __future__ import annotations
 
 from typing import Callable
 
-from codec.errors import CodecError
 from codec.image.base import VariableRateImageModel
 from codec.image.hyperprior import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 
@@ -12,11 +11,3 @@ MODEL_FAMILIES: dict[str, Callable[..., VariableRateImageModel]] = {
     "hyperprior": ScaleHyperprior,
     "mean-scale": MeanScaleHyperprior,
 }
-
-
-def create_model(family: str, **config) -> VariableRateImageModel:
-    try:
-        constructor = MODEL_FAMILIES[family]
-    except KeyError:
-        raise CodecError(f"unknown model family {family!r}; known: {', '.join(sorted(MODEL_FAMILIES))}") from None
-    return constructor(**config)

@@ -1,0 +1,186 @@
+"""Split computing: the teacher, the student's coding path, the device / server API and the HTTP service."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec import bitstream
+from codec.errors import CodecError
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _images(count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (count, 4, 4, 3)).astype(np.uint8)
+    return np.repeat(np.repeat(base, 8, axis=1), 8, axis=2)  # blocky 32x32 pictures
+
+
+def test_teacher_rebuild_matches_published_accuracy():
+    if not (SHARED_DATA / "cifar10-teachers").is_dir():
+        pytest.skip("../shared/data/cifar10-teachers is absent")
+    from codec.split.data import cifar_split, teacher_path
+    from codec.split.resnet import load_teacher, normalize
+
+    teacher = load_teacher(teacher_path(20), 20)
+    images, labels = cifar_split("lossless-test")
+    x = torch.from_numpy(images[:500]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        accuracy = float((teacher(normalize(x)).argmax(1).numpy() == labels[:500]).mean())
+    assert accuracy > 0.88  # SOURCE.md: 91.5 % on all 1000
+
+
+def test_untrained_student_decodes_exactly_what_it_trained_on():
+    from codec.image.base import LatentStreams
+    from codec.split.student import CifarEntropicStudent
+
+    torch.manual_seed(0)
+    student = CifarEntropicStudent(latent=8, hidden=16).eval()
+    student.update()
+    x = torch.from_numpy(_images(3)).permute(0, 3, 1, 2).float() / 255
+    streams = student.compress(x)
+    assert streams.shapes == [(3, 8, 8, 8)]
+    logits = student.decompress(LatentStreams(streams.sections, streams.shapes), 32, 32)
+    with torch.no_grad():
+        expected = student(x)["logits"]  # eval mode: rounding around the medians, as coded
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(CodecError, match="32x32"):
+        student.compress(torch.zeros(1, 3, 64, 64))
+
+
+def test_device_and_server_round_trip(feature_model_name):
+    from codec.split.runtime import DeviceEncoder, ServerDecoder
+
+    device, server = DeviceEncoder(feature_model_name), ServerDecoder(feature_model_name)
+    images = _images(4)
+    data = device.encode(images)
+    container = bitstream.parse(data)
+    assert (container.kind, container.model, container.shapes[0][0]) == ("feature", feature_model_name, 4)
+    logits = server.decode(data)
+    assert logits.shape == (4, 10)
+    single = torch.cat([server.decode(device.encode(image)) for image in images])
+    torch.testing.assert_close(single, logits, rtol=1e-4, atol=1e-4)  # batch of 4 == 4 containers of 1
+    top = server.top_k(logits, 3)
+    assert len(top) == 4 and len(top[0]) == 3 and top[0][0]["label"] in server.card.labels
+
+
+def test_server_refuses_foreign_and_damaged_bytes(feature_model_name, shipped_model_name):
+    from PIL import Image
+
+    from codec.api import decode_image, encode_image
+    from codec.split.runtime import DeviceEncoder, ServerDecoder
+
+    device, server = DeviceEncoder(feature_model_name), ServerDecoder(feature_model_name)
+    data = device.encode(_images(1))
+    container = bitstream.parse(data)
+    container.weights_digest = bytes(8)
+    with pytest.raises(CodecError, match="another encoder"):
+        server.decode(bitstream.write(container))
+    with pytest.raises(CodecError, match="checksum|truncated|corrupt"):
+        server.decode(data[:-5] + bytes(5))
+    image_bytes = encode_image(Image.new("RGB", (64, 64), (90, 120, 30)), model=shipped_model_name)
+    with pytest.raises(CodecError, match="image bitstream"):
+        server.decode(image_bytes)
+    with pytest.raises(CodecError, match="feature bitstream"):
+        decode_image(data)
+    with pytest.raises(CodecError, match="not an image codec"):
+        encode_image(Image.new("RGB", (32, 32)), model=feature_model_name)
+    with pytest.raises(CodecError, match="uint8 images"):
+        device.encode(np.zeros((2, 30, 30, 3), np.uint8))
+
+
+# --- the HTTP service ---------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(feature_model_name):
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "codec", "serve", "--model", feature_model_name, "--port", str(port),
+         "--max-bytes", "4096", "--body-timeout", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"server exited: {process.stdout.read().decode()}")
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("server did not start within 60 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _post(url: str, body: bytes, content_type: str = "application/octet-stream") -> tuple[int, dict]:
+    request = urllib.request.Request(url + "/v1/infer?k=2", data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_http_inference_and_bad_requests(server_url, feature_model_name):
+    from codec.split.client import InferenceClient
+    from codec.split.runtime import DeviceEncoder, ServerDecoder
+
+    data = DeviceEncoder(feature_model_name).encode(_images(2))
+    answer = InferenceClient(server_url).infer(data, k=2)
+    expected = ServerDecoder(feature_model_name).decode(data).argmax(1).tolist()
+    assert [row[0]["class"] for row in answer["top_k"]] == expected
+    assert answer["bytes"] == len(data) and answer["batch"] == 2 and answer["decode_ms"] >= 0
+    assert _post(server_url, b"")[0] == 400
+    status, body = _post(server_url, b"LCDC garbage")
+    assert status == 400 and "error" in body
+    assert _post(server_url, data, "application/json")[0] == 415
+    assert _post(server_url, bytes(5000))[0] == 413
+    with pytest.raises(CodecError, match="400"):
+        InferenceClient(server_url).infer(b"nonsense")
+
+
+def test_slow_body_times_out_and_server_keeps_serving(server_url, feature_model_name):
+    from codec.split.client import InferenceClient
+
+    host, port = server_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                           b"Content-Length: 100\r\n\r\nLCDC")
+        reply = connection.recv(4096).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 408")
+    assert InferenceClient(server_url).health()["model"] == feature_model_name
+
+
+def test_cli_infer_talks_to_the_server(server_url, tmp_path, capsys):
+    from PIL import Image
+
+    from codec.cli import main
+
+    picture = tmp_path / "cat.png"
+    Image.fromarray(_images(1)[0]).resize((64, 48)).save(picture)
+    assert main(["infer", str(picture), "--server", server_url, "-k", "2"]) == 0
+    assert "bytes sent" in capsys.readouterr().out
+    assert main(["infer", str(tmp_path / "none.png"), "--server", server_url]) == 1
+    assert main(["infer", str(picture), "--server", "http://127.0.0.1:9"]) == 1
+    assert "cannot reach" in capsys.readouterr().err

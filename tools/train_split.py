@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Train an Entropic Student bottleneck for a CIFAR-10 ResNet teacher (Matsubara et al., WACV 2022).
+
+    python tools/train_split.py --beta 2e-4 --out runs/es-b2e-4 --name es-resnet20-mid
+
+Stage 1, head distillation: encoder + entropy model + decoder learn to reproduce the teacher's feature after
+layer1 and its later stages (sum of MSEs through the frozen tail) plus beta * bits per image. No labels needed.
+Stage 2, knowledge distillation: encoder and entropy model frozen; decoder and tail learn from the teacher's
+soft labels (temperature T) and the true labels. Data: CIFAR-10 train (50k, JPEG q75 copy), random crops with
+4-pixel padding and flips; validation on the 1000-image lossless test subset. Resumable (<out>/checkpoint.pt);
+with --name the result is frozen into weights/NAME.safetensors and models/NAME.toml.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codec.precision import use_bf16  # noqa: E402
+from codec.split.data import cifar_split, teacher_path  # noqa: E402
+from codec.split.resnet import CifarResNet, load_teacher, normalize  # noqa: E402
+from codec.split.student import CifarEntropicStudent  # noqa: E402
+from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
+from model_card import read_card, write_card  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depth", type=int, default=20, help="teacher ResNet depth (20, 32, 44, 56)")
+    parser.add_argument("--beta", type=float, required=True, help="weight of bits per image in stage 1")
+    parser.add_argument("--latent", type=int, default=24)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--stage1-steps", type=int, default=3000)
+    parser.add_argument("--stage2-steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3, help="stage 1 peak learning rate (stage 2 uses a fifth)")
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--name", help="export weights/NAME.safetensors and models/NAME.toml when done")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--validate-every", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random 32x32 crops of the 4-pixel zero-padded batch, half of them flipped."""
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (4, 4, 4, 4))
+    rows = torch.randint(0, 9, (batch,), generator=generator)
+    cols = torch.randint(0, 9, (batch,), generator=generator)
+    crops = torch.stack([padded[i, :, r : r + height, c : c + width] for i, (r, c) in enumerate(zip(rows, cols))])
+    flip = torch.rand(batch, generator=generator) < 0.5
+    crops[flip] = crops[flip].flip(-1)
+    return crops
+
+
+def cosine(step: int, total: int, peak: float) -> float:
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1))))
+
+
+def student_from_teacher(teacher: CifarResNet, args: argparse.Namespace) -> CifarEntropicStudent:
+    student = CifarEntropicStudent(args.depth, args.latent, args.hidden)
+    tail_state = {key: value for key, value in teacher.state_dict().items()
+                  if not key.startswith(("conv1.", "bn1.", "layer1."))}
+    student.tail.load_state_dict(tail_state)
+    return student
+
+
+@torch.no_grad()
+def validate(student: CifarEntropicStudent, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Top-1 accuracy and ideal bytes per image (-log2 p / 8) on the evaluation images, with rounding."""
+    student.eval()
+    correct, bits = 0, 0.0
+    for start in range(0, len(images), 250):
+        x = images[start : start + 250]
+        output = student(x)  # in eval mode the entropy bottleneck rounds around its medians
+        bits += float(-torch.log2(output["likelihoods"].clamp_min(1e-9)).sum())
+        correct += int((output["logits"].argmax(1) == labels[start : start + 250]).sum())
+    student.train()
+    student.tail.eval()
+    return {"accuracy": correct / len(images), "ideal_bytes": bits / 8 / len(images)}
+
+
+def export(student: CifarEntropicStudent, args: argparse.Namespace, log: list[dict], seconds: float) -> None:
+    student.eval()
+    student.update()
+    weights_file = f"{args.name}.safetensors"
+    sha256 = save_weights(student, PROJECT_ROOT / "weights" / weights_file)
+    card = read_card(args.name)
+    final = log[-1]["validation"] if log else {}
+    card.update({
+        "name": args.name,
+        "family": "entropic-student-cifar",
+        "kind": "feature",
+        "summary": f"Entropic Student for CIFAR-10 ResNet-{args.depth}, split after layer1, beta {args.beta:g}",
+        "weights": weights_file,
+        "sha256": sha256,
+        "default_quality": 0.0,
+        "config": {"depth": args.depth, "latent": args.latent, "hidden": args.hidden},
+        "architecture": {
+            "description": "encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; factorized prior; "
+            "decoder 3x3 conv + IGDN, 2 transposed 5x5 stride-2 convs to the 16x32x32 layer1 feature; teacher tail "
+            "(layer2, layer3, linear) fine-tuned",
+            "parameters": sum(p.numel() for p in student.parameters()),
+            "encoder_parameters": sum(p.numel() for p in student.encoder.parameters()),
+            "teacher": f"akamaster ResNet-{args.depth} (BSD-2-Clause), ../shared/data/cifar10-teachers",
+            "entropy_coding": "constriction ANS, one factorized table per latent channel",
+        },
+        "training": {
+            "script": "tools/train_split.py",
+            "command": f"python tools/train_split.py --depth {args.depth} --beta {args.beta:g} --latent {args.latent} "
+            f"--hidden {args.hidden} --stage1-steps {args.stage1_steps} --stage2-steps {args.stage2_steps} "
+            f"--batch {args.batch} --lr {args.lr:g} --out {args.out} --name {args.name}",
+            "data": "CIFAR-10 train (50k, the JPEG q75 copy in ../shared/data/cifar10), crops + flips",
+            "stage1": "head distillation: sum of feature MSEs (layer1, layer2, layer3) + beta * bits/image",
+            "stage2": f"KD with encoder frozen: 0.5 CE + 0.5 T^2 KL, T={args.temperature:g}",
+            "wall_time_hours": round(seconds / 3600, 3),
+            "final_validation_lossless_test1000": final,
+        },
+    })
+    write_card(args.name, card)
+    print(f"exported weights/{weights_file} (sha256 {sha256[:16]}...) and models/{args.name}.toml", flush=True)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    bf16 = use_bf16() if args.bf16 == "auto" else args.bf16 == "on"
+    teacher = load_teacher(teacher_path(args.depth), args.depth)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    student = student_from_teacher(teacher, args)
+    checkpoint_path = args.out / "checkpoint.pt"
+    total = args.stage1_steps + args.stage2_steps
+    state = torch.load(checkpoint_path, weights_only=True) if checkpoint_path.exists() else None
+    if state:
+        student.load_state_dict(state["model"])
+    step = int(state["step"]) if state else 0
+    train_images, train_labels = cifar_split("train")
+    train_images = torch.from_numpy(train_images).permute(0, 3, 1, 2).contiguous()
+    train_labels = torch.from_numpy(train_labels)
+    test_images, test_labels = cifar_split("lossless-test")
+    test_images = torch.from_numpy(test_images).permute(0, 3, 1, 2).float() / 255
+    test_labels = torch.from_numpy(test_labels)
+    log_path = args.out / "log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    log = [record for record in log if "validation" in record]
+    (args.out / "config.json").write_text(json.dumps({"args": vars(args), "bf16": bf16}, default=str, indent=1))
+
+    def optimizer_for(stage: int) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+        if stage == 1:
+            params = [p for n, p in student.named_parameters() if not n.startswith("tail.") and not n.endswith("quantiles")]
+            student.tail.requires_grad_(False)
+            aux = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=1e-3)
+            return torch.optim.Adam(params, lr=args.lr), aux
+        student.encoder.requires_grad_(False)
+        student.entropy_bottleneck.requires_grad_(False)
+        student.tail.requires_grad_(True)
+        params = list(student.decoder.parameters()) + list(student.tail.parameters())
+        return torch.optim.Adam(params, lr=args.lr / 5), None
+
+    stage = 1 if step < args.stage1_steps else 2
+    optimizer, aux_optimizer = optimizer_for(stage)
+    if state and state["stage"] == stage:
+        optimizer.load_state_dict(state["optimizer"])
+        if aux_optimizer is not None:
+            aux_optimizer.load_state_dict(state["aux_optimizer"])
+    student.train()
+    student.tail.eval()  # BatchNorm statistics stay the teacher's
+    seconds = float(state["seconds"]) if state else 0.0
+    started = time.time() - seconds
+    progress = tqdm(total=total, initial=step, desc=f"train split beta={args.beta:g}", mininterval=30)
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        while step < total:
+            if stage == 1 and step >= args.stage1_steps:
+                stage = 2
+                optimizer, aux_optimizer = optimizer_for(2)
+            in_stage = step if stage == 1 else step - args.stage1_steps
+            peak = args.lr if stage == 1 else args.lr / 5
+            for group in optimizer.param_groups:
+                group["lr"] = cosine(in_stage, args.stage1_steps if stage == 1 else args.stage2_steps, peak)
+            index = torch.randint(0, len(train_images), (args.batch,), generator=generator)
+            x = augment(train_images[index].float() / 255, generator)
+            with torch.no_grad():
+                target_feature = teacher.head(normalize(x))
+                target_stages = [target_feature, *teacher.tail_stages(target_feature)]
+                teacher_logits = teacher.classify(target_stages[-1])
+            output = student(x, bf16=bf16)
+            bits = -torch.log2(output["likelihoods"]).sum() / args.batch
+            if stage == 1:
+                distill = sum(F.mse_loss(s, t) for s, t in zip(output["stages"], target_stages))
+                loss = distill + args.beta * bits
+            else:
+                t = args.temperature
+                kd = F.kl_div(F.log_softmax(output["logits"] / t, 1), F.softmax(teacher_logits / t, 1),
+                              reduction="batchmean") * t * t
+                distill = 0.5 * F.cross_entropy(output["logits"], train_labels[index]) + 0.5 * kd
+                loss = distill
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if aux_optimizer is not None:
+                aux_loss = student.aux_loss()
+                aux_optimizer.zero_grad()
+                aux_loss.backward()
+                aux_optimizer.step()
+            step += 1
+            progress.update(1)
+            if step % 50 == 0:
+                progress.set_postfix(stage=stage, distill=f"{float(distill.detach()):.4f}", bytes=f"{float(bits.detach()) / 8:.1f}")
+            if step % args.validate_every == 0 or step == total or step == args.stage1_steps:
+                record = {"step": step, "stage": stage, "distill": float(distill.detach()), "train_bytes": float(bits.detach()) / 8,
+                          "seconds": time.time() - started, "validation": validate(student, test_images, test_labels)}
+                log.append(record)
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                print(json.dumps(record), flush=True)
+                state = {"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                         "stage": stage, "seconds": time.time() - started,
+                         "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}}
+                torch.save(state, args.out / "checkpoint.tmp")
+                (args.out / "checkpoint.tmp").replace(checkpoint_path)
+    progress.close()
+    if args.name:
+        export(student, args, log, time.time() - started)
+
+
+if __name__ == "__main__":
+    main()
