@@ -25,6 +25,8 @@ from model_card import read_card, write_card  # noqa: E402
 ARCHITECTURES = {
     "factorized": "Ballé et al. 2018 factorized prior: g_a/g_s 4x (5x5 stride-2 conv + GDN), gain units",
     "hyperprior": "Ballé et al. 2018 scale hyperprior: g_a/g_s with GDN, h_a/h_s 3 conv layers, gain units",
+    "mgm": "multi-codebook vector-quantized prior (Zhu et al. CVPR 2022): g_a/g_s with GDN, product quantization "
+    "of y (one codebook count per rate level), a coarse PQ level from h_a conditioning the fine index PMFs",
     "mean-scale": "Minnen et al. 2018 mean-scale hyperprior without context: g_a/g_s with GDN, "
     "h_a/h_s 3 conv layers with LeakyReLU predicting mean and scale, gain units (Cui et al. 2021)",
 }
@@ -58,6 +60,8 @@ def main() -> None:
     config = json.loads((args.run / "config.json").read_text())
     family = config["family"]
     model_config = {"lambdas": list(config["lambdas"]), "n": config["n"], "m": config["m"]}
+    if "groups" in config:
+        model_config["groups"] = list(config["groups"])
     model = create_model(family, **model_config)
     state = torch.load(args.run / "checkpoint.pt", weights_only=True)
     model.load_state_dict(state["model"])

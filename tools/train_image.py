@@ -68,11 +68,17 @@ class CropSampler:
         return torch.stack(crops).float().div_(255)
 
 
+def sample_bits(output: dict) -> torch.Tensor:
+    """Bits per sample: the model's own count when it gives one (vector-quantized models), else -log2 likelihoods."""
+    if "bits" in output:
+        return output["bits"]
+    return sum(-torch.log2(lik).flatten(1).sum(1) for lik in output["likelihoods"].values())
+
+
 def rd_loss(output: dict, target: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample lambda * 255^2 * MSE + bpp, averaged; returns (loss, bpp, mse) per sample."""
     pixels = target.shape[2] * target.shape[3]
-    bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in output["likelihoods"].values())
-    bpp = bits / pixels
+    bpp = sample_bits(output) / pixels
     mse = (output["x_hat"] - target).pow(2).flatten(1).mean(1)
     return (lambdas * 255**2 * mse + bpp).mean(), bpp, mse
 
@@ -94,7 +100,7 @@ def validate(model, images: list[torch.Tensor], levels: list[int], device: torch
             x = image.float().div(255)[None].to(device)
             out = model(model.pad(x), torch.tensor([float(level)], device=device))
             pixels = x.shape[2] * x.shape[3]
-            bits = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values())
+            bits = sample_bits(out).sum()
             x_hat = out["x_hat"][..., : x.shape[2], : x.shape[3]].clamp(0, 1)
             bpps.append(float(bits) / pixels)
             psnrs.append(float(-10 * torch.log10((x_hat - x).pow(2).mean())))
@@ -133,6 +139,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS))
     parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
+    parser.add_argument("--groups", type=int, nargs="+", help="mgm: codebooks per rate level (one per lambda)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--init", type=Path, help="start from these weights (e.g. weights/ms-hyperprior.safetensors)")
     parser.add_argument("--init-lambdas", type=float, nargs="+",
@@ -174,20 +181,23 @@ def main() -> None:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     config = {"lambdas": tuple(args.lambdas), "n": args.channels[0], "m": args.channels[1]}
+    if args.groups:
+        config["groups"] = tuple(args.groups)
     model = create_model(args.model, **config).to(device)
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)
     main_params = [p for name, p in model.named_parameters() if not name.endswith(".quantiles")]
     aux_params = [p for name, p in model.named_parameters() if name.endswith(".quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=args.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
     step = 0
     checkpoint_path = args.out / "checkpoint.pt"
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        if aux_optimizer is not None:
+            aux_optimizer.load_state_dict(state["aux_optimizer"])
         step = int(state["step"])
         if rank == 0:
             print(f"resumed from step {step}", flush=True)
@@ -195,9 +205,13 @@ def main() -> None:
         from safetensors.torch import load_file
 
         weights = {k: v for k, v in load_file(str(args.init)).items() if not k.startswith("tables.")}
-        model.load_state_dict(remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas))
+        weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
+        own = model.state_dict()
+        matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(matching, strict=False)
         if rank == 0:
-            print(f"initialised from {args.init}", flush=True)
+            print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh)",
+                  flush=True)
     forward_model = model
     if world > 1:
         # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
@@ -215,7 +229,7 @@ def main() -> None:
 
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "aux_optimizer": aux_optimizer.state_dict(), "step": step}
+                 "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step}
         torch.save(state, args.out / "checkpoint.tmp")
         (args.out / "checkpoint.tmp").replace(checkpoint_path)
 
@@ -229,14 +243,16 @@ def main() -> None:
         levels = torch.randint(0, len(args.lambdas), (args.batch,), device=device)
         output = forward_model(x, levels.float())
         loss, bpp, mse = rd_loss(output, x, lambdas[levels])
+        loss = loss + output.get("extra_loss", 0.0)  # e.g. the VQ commitment / codebook terms
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
         optimizer.step()
         aux_loss = model.aux_loss()
-        aux_optimizer.zero_grad()
-        aux_loss.backward()
-        aux_optimizer.step()
+        if aux_optimizer is not None:
+            aux_optimizer.zero_grad()
+            aux_loss.backward()
+            aux_optimizer.step()
         if world > 1:
             for parameter in aux_params:
                 dist.all_reduce(parameter.data)

@@ -34,6 +34,9 @@ from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
 from model_card import read_card, write_card  # noqa: E402
 
 
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=20, help="teacher ResNet depth (20, 32, 44, 56)")
@@ -108,6 +111,7 @@ def export(student: CifarEntropicStudent, args: argparse.Namespace, log: list[di
         "weights": weights_file,
         "sha256": sha256,
         "default_quality": 0.0,
+        "labels": CIFAR10_CLASSES,
         "config": {"depth": args.depth, "latent": args.latent, "hidden": args.hidden},
         "architecture": {
             "description": "encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; factorized prior; "

@@ -5,9 +5,11 @@ from typing import Callable
 
 from codec.image.base import VariableRateImageModel
 from codec.image.hyperprior import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from codec.image.mgm import MultiCodebookModel
 
 MODEL_FAMILIES: dict[str, Callable[..., VariableRateImageModel]] = {
     "factorized": FactorizedPrior,
     "hyperprior": ScaleHyperprior,
     "mean-scale": MeanScaleHyperprior,
+    "mgm": MultiCodebookModel,
 }

@@ -1,0 +1,238 @@
+"""Multi-codebook vector-quantized prior, after "Unified Multivariate Gaussian Mixture for Efficient Neural Image
+Compression" (Zhu, Yang, Cohen; CVPR 2022).
+
+Each latent vector is split across m codebooks (product quantization); every codeword is the mean of one mixture
+component, so the index of the nearest codeword is the symbol to code. Two cascaded levels, no autoregressive
+context:
+
+    x -> pad -> g_a -> y * gain_q -> PQ_q (m_q codebooks, K codewords) -> fine indices --+
+                 y -> h_a -> z -> PQ_z (m_z codebooks, K_z codewords) -> coarse indices |
+    coarse indices: one learned PMF per codebook                                        |
+    fine indices:   PMF of codebook j given the coarse code of codebook j mod m_z at the parent cell
+    decoder: indices -> codewords / gain_q -> g_s -> crop -> x_hat
+
+Every PMF is a fixed table chosen by integers already decoded (codebook, parent code), so encoder and decoder
+cannot disagree, and decoding runs no network besides g_s. Rate levels q differ in their number of codebooks
+(one variable-rate model, one g_a / g_s). Training: softmax over negative distances for the gradient with a
+straight-through hard path, argmin at inference, an expected-bits rate term so the PMFs really save bits, VQ
+commitment / codebook losses, and re-assignment of dead codewords to random latent vectors.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from compressai.models.utils import conv
+from torch import nn
+
+from codec.entropy.coder import decode_symbols, encode_symbols
+from codec.entropy.tables import TableSet
+from codec.errors import CodecError
+from codec.image import transforms
+from codec.image.base import LatentStreams, VariableRateImageModel
+
+LOG2 = float(np.log(2.0))
+DEAD_USAGE = 0.02  # a codeword used less than this fraction of its fair share gets re-assigned
+POSITION_CHUNK = 4096  # positions per distance computation at inference (bounds memory on huge images)
+
+
+class ProductQuantizer(nn.Module):
+    """m codebooks of K codewords; the channels of a [B, m*d, H, W] latent are split into m groups of d."""
+
+    def __init__(self, groups: int, codewords: int, channels: int) -> None:
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"{channels} channels do not split into {groups} codebooks")
+        self.groups, self.codewords, self.dims = groups, codewords, channels // groups
+        self.codebooks = nn.Parameter(torch.randn(groups, codewords, self.dims))
+        self.log_sharpness = nn.Parameter(torch.zeros(groups))
+        self.register_buffer("usage", torch.full((groups, codewords), 1.0 / codewords))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def _vectors(self, y: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = y.shape
+        return y.reshape(batch, self.groups, self.dims, height, width)
+
+    def distances(self, y: torch.Tensor) -> torch.Tensor:
+        """Squared distances [B, m, K, H, W] from each sub-vector to every codeword of its codebook."""
+        vectors = self._vectors(y)
+        dots = torch.einsum("bmdhw,mkd->bmkhw", vectors, self.codebooks)
+        norms = self.codebooks.pow(2).sum(-1)[None, :, :, None, None]
+        return vectors.pow(2).sum(2, keepdim=True) - 2 * dots + norms
+
+    def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B, m, H, W] codeword indices -> the [B, m*d, H, W] latent of their codewords."""
+        batch, _, height, width = indices.shape
+        gathered = self.codebooks[torch.arange(self.groups).view(1, -1, 1, 1), indices]  # [B, m, H, W, d]
+        return gathered.permute(0, 1, 4, 2, 3).reshape(batch, self.groups * self.dims, height, width)
+
+    @torch.no_grad()
+    def quantize(self, y: torch.Tensor) -> torch.Tensor:
+        """Nearest codeword per sub-vector (argmin), computed in chunks of rows; [B, m, H, W] int64."""
+        rows_per_chunk = max(1, POSITION_CHUNK // max(1, y.shape[-1]))
+        return torch.cat([self.distances(y[..., top : top + rows_per_chunk, :]).argmin(2)
+                          for top in range(0, y.shape[-2], rows_per_chunk)], dim=-2)
+
+    def forward(self, y: torch.Tensor) -> dict:
+        """Training: straight-through hard codewords, soft assignment probabilities, VQ losses."""
+        if not bool(self.initialised):
+            self._reassign(y, torch.ones_like(self.usage, dtype=torch.bool))
+            self.initialised.fill_(True)
+        distances = self.distances(y)
+        hard = distances.argmin(2)
+        if self.training:
+            soft = torch.softmax(-distances * self.log_sharpness.exp().view(1, -1, 1, 1, 1), dim=2)
+        else:  # evaluation: the hard assignment, so the bits counted are the bits coded
+            soft = F.one_hot(hard, self.codewords).permute(0, 1, 4, 2, 3).float()
+        y_hard = self.dequantize(hard)
+        y_soft = torch.einsum("bmkhw,mkd->bmdhw", soft, self.codebooks).reshape(y.shape)
+        y_hat = y_soft + (y_hard - y_soft).detach()
+        vq_loss = F.mse_loss(y_hard, y.detach()) + 0.25 * F.mse_loss(y, y_hard.detach())
+        if not self.training:
+            return {"y_hat": y_hard, "indices": hard, "soft": soft, "vq_loss": vq_loss}
+        with torch.no_grad():
+            counts = F.one_hot(hard, self.codewords).float().sum(dim=(0, 2, 3))  # [m, K]
+            self.usage.mul_(0.99).add_(0.01 * counts / counts.sum(-1, keepdim=True))
+            dead = self.usage < DEAD_USAGE / self.codewords
+            if dead.any():
+                self._reassign(y, dead)
+        return {"y_hat": y_hat, "indices": hard, "soft": soft, "vq_loss": vq_loss}
+
+    @torch.no_grad()
+    def _reassign(self, y: torch.Tensor, which: torch.Tensor) -> None:
+        """Move the selected codewords onto random sub-vectors of this batch (k-means++-free restart)."""
+        vectors = self._vectors(y.detach().float()).permute(1, 0, 3, 4, 2).reshape(self.groups, -1, self.dims)
+        for group in range(self.groups):
+            chosen = which[group].nonzero().flatten()
+            if len(chosen) == 0:
+                continue
+            picks = torch.randint(0, vectors.shape[1], (len(chosen),), device=y.device)
+            noise = 0.01 * torch.randn(len(chosen), self.dims, device=y.device)
+            self.codebooks.data[group, chosen] = vectors[group, picks] + noise
+            self.usage[group, chosen] = 1.0 / self.codewords
+
+
+def _parent_codes(coarse: torch.Tensor, groups: int, height: int, width: int) -> torch.Tensor:
+    """The coarse code each fine codebook j is conditioned on (codebook j mod m_z at the parent cell)."""
+    parent = coarse[:, torch.arange(groups) % coarse.shape[1]]
+    parent = parent.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    return parent[..., :height, :width]
+
+
+class MultiCodebookModel(VariableRateImageModel):
+    """Variable-rate image model with a two-level cascaded multi-codebook (vector-quantized) prior."""
+
+    stride = 64
+    table_names = ("codes",)
+
+    def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192, groups: tuple[int, ...] | None = None,
+                 codewords: int = 256, hyper_channels: int = 64, hyper_groups: int = 4, hyper_codewords: int = 64) -> None:
+        super().__init__(lambdas, m)
+        groups = tuple(2 ** (level + 1) for level in range(len(lambdas))) if groups is None else groups
+        if len(groups) != len(lambdas):
+            raise ValueError("one codebook count per rate level (len(groups) == len(lambdas))")
+        self.n, self.m = n, m
+        self.groups = tuple(int(g) for g in groups)
+        self.codewords, self.hyper_codewords = codewords, hyper_codewords
+        self.g_a = transforms.analysis_transform(n, m)
+        self.g_s = transforms.synthesis_transform(n, m)
+        self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True),
+                                 conv(n, hyper_channels))
+        self.coarse = ProductQuantizer(hyper_groups, hyper_codewords, hyper_channels)
+        self.fine = nn.ModuleList(ProductQuantizer(g, codewords, m) for g in self.groups)
+        self.coarse_logits = nn.Parameter(torch.zeros(hyper_groups, hyper_codewords))
+        self.transition_logits = nn.ParameterList(
+            nn.Parameter(torch.zeros(g, hyper_codewords, codewords)) for g in self.groups)
+
+    # --- training ---------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
+        """Per-sample rate level (quality rounded); "bits" per sample is the expected code length under the soft
+        assignment (training) or the exact one of the hard assignment (evaluation)."""
+        levels = quality.round().long().clamp(0, len(self.groups) - 1)
+        gain, inverse_gain = self.gains(levels.float())
+        y = self.analysis(x) * gain
+        coarse = self.coarse(self.h_a(y))
+        coarse_bits = (coarse["soft"] * -F.log_softmax(self.coarse_logits, -1)[None, :, :, None, None]).sum(2) / LOG2
+        y_hat = torch.zeros_like(y)
+        fine_bits = torch.zeros(x.shape[0], device=x.device)
+        vq_loss = coarse["vq_loss"]
+        for level in levels.unique().tolist():
+            chosen = (levels == level).nonzero().flatten()
+            fine = self.fine[level](y[chosen])
+            y_hat[chosen] = fine["y_hat"]
+            parents = _parent_codes(coarse["indices"][chosen], self.groups[level], *y.shape[-2:])
+            log_pmf = F.log_softmax(self.transition_logits[level], -1)  # [m, K_z, K]
+            conditional = log_pmf[torch.arange(self.groups[level]).view(1, -1, 1, 1), parents]  # [b, m, H, W, K]
+            bits = -(fine["soft"] * conditional.permute(0, 1, 4, 2, 3)).sum(2) / LOG2
+            fine_bits[chosen] = bits.sum(dim=(1, 2, 3))
+            vq_loss = vq_loss + fine["vq_loss"] * len(chosen) / len(levels)
+        x_hat = self.synthesis(y_hat * inverse_gain)
+        total_bits = fine_bits + coarse_bits.sum(dim=(1, 2, 3))
+        return {"x_hat": x_hat, "likelihoods": {}, "extra_loss": vq_loss, "bits": total_bits}
+
+    def aux_loss(self) -> torch.Tensor:
+        return torch.zeros((), device=self.coarse_logits.device)
+
+    # --- inference --------------------------------------------------------------------------------------------
+    def level(self, quality: float) -> int:
+        """Rate levels are discrete: a fractional quality is rounded to the nearest level."""
+        self.quality_tensor(quality)
+        return int(round(quality))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One table per coarse codebook, then one per (rate level, fine codebook, parent code)."""
+        pmfs = [row for row in torch.softmax(self.coarse_logits.double(), -1).numpy()]
+        for logits in self.transition_logits:
+            pmfs += [row for row in torch.softmax(logits.double(), -1).reshape(-1, self.codewords).numpy()]
+        self.tables = {"codes": TableSet.from_pmfs(pmfs, [0] * len(pmfs), [0.0] * len(pmfs))}
+        self.table_tensors = {}
+
+    def _fine_tables(self, level: int, coarse: torch.Tensor, fine_shape: tuple[int, ...]) -> np.ndarray:
+        """Table of every fine index: after the coarse tables, one block per level, per codebook, per parent code."""
+        base = self.coarse.groups + sum(g * self.hyper_codewords for g in self.groups[:level])
+        parents = _parent_codes(coarse, self.groups[level], *fine_shape[-2:])
+        codebook = torch.arange(self.groups[level]).view(1, -1, 1, 1)
+        return (base + codebook * self.hyper_codewords + parents).numpy()
+
+    def _coarse_tables(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
+        self.check_ready()
+        level = self.level(quality)
+        gain, _ = self.gains(torch.tensor([float(level)]))
+        y = self.analysis(self.pad(x)) * gain
+        coarse = self.coarse.quantize(self.h_a(y))
+        fine = self.fine[level].quantize(y)
+        tables = self.tables["codes"]
+        coarse_stream = encode_symbols(coarse.numpy(), self._coarse_tables(tuple(coarse.shape)), tables)
+        fine_stream = encode_symbols(fine.numpy(), self._fine_tables(level, coarse, tuple(fine.shape)), tables)
+        return LatentStreams([*fine_stream, *coarse_stream], [tuple(fine.shape), tuple(coarse.shape)])
+
+    @torch.no_grad()
+    def decompress(self, streams: LatentStreams, quality: float, height: int, width: int) -> torch.Tensor:
+        self.check_ready()
+        level = self.level(quality)
+        fine_shape, coarse_shape = self.latent_shapes(height, width, level)
+        self.expect_shapes(streams, [fine_shape, coarse_shape])
+        if len(streams.sections) != 4:
+            raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes 4")
+        fine_stream, fine_escapes, coarse_stream, coarse_escapes = streams.sections
+        tables = self.tables["codes"]
+        coarse = decode_symbols(coarse_stream, coarse_escapes, self._coarse_tables(coarse_shape), tables)
+        if coarse.min(initial=0) < 0 or coarse.max(initial=0) >= self.hyper_codewords:
+            raise CodecError("corrupt bitstream: coarse codeword index out of range")
+        coarse = torch.from_numpy(coarse)
+        fine = decode_symbols(fine_stream, fine_escapes, self._fine_tables(level, coarse, fine_shape), tables)
+        if fine.min(initial=0) < 0 or fine.max(initial=0) >= self.codewords:
+            raise CodecError("corrupt bitstream: codeword index out of range")
+        _, inverse_gain = self.gains(torch.tensor([float(level)]))
+        y_hat = self.fine[level].dequantize(torch.from_numpy(fine))
+        return self.synthesis(y_hat * inverse_gain)[..., :height, :width].clamp(0, 1)
+
+    def latent_shapes(self, height: int, width: int, level: int = 0) -> list[tuple[int, ...]]:
+        """[fine indices shape, coarse indices shape] for an image of this size at this level."""
+        rows, cols = -(-height // 64), -(-width // 64)
+        return [(1, self.groups[level], rows * 4, cols * 4), (1, self.coarse.groups, rows, cols)]
