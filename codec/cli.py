@@ -133,10 +133,12 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from codec.split.runtime import load_feature_model
     from codec.split.server import serve
 
     if args.workers < 1 or args.max_bytes < 1 or args.body_timeout <= 0:
         raise CodecError("--workers, --max-bytes and --body-timeout must be positive")
+    load_feature_model(args.model)
     print(f"serving {args.model} on http://{args.host}:{args.port} ({args.workers} worker(s)); Ctrl-C stops",
           flush=True)
     serve(args.model, args.host, args.port, args.workers, args.max_bytes, args.body_timeout, args.threads)

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Fuzz the decoder with hostile containers: truncated, bit-flipped, spliced, random, and re-sealed ones
+"""Fuzz the decoders with hostile containers: truncated, bit-flipped, spliced, random, and re-sealed ones
 (damaged sections or header fields with a valid checksum, which reach the entropy decoders).
 
-    python tools/fuzz_decode.py [--count 100000] [--model ms-hyperprior] [--seconds-per-input 5] [--cli 50]
+    python tools/fuzz_decode.py [--count 100000] [--models ...] [--seconds-per-input 5] [--cli 50]
+
+Seeds come from every shipped model (all families: image containers through `decode_image`, feature containers
+through the split-computing server's `ServerDecoder`), and mutations mix them.
 
 Every input must either decode or raise `CodecError`; anything else is a crash, and an input that runs past the
 time bound is a hang. Prints counts, the slowest input and the peak RSS. Exit status 1 on any crash or hang.
@@ -29,9 +32,13 @@ from tqdm import tqdm
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import functools  # noqa: E402
+
 from codec import bitstream  # noqa: E402
-from codec.api import decode_image, encode_image  # noqa: E402
+from codec.api import decode_image, encode_image, prepared_model  # noqa: E402
 from codec.errors import CodecError  # noqa: E402
+from codec.split.runtime import DeviceEncoder, ServerDecoder  # noqa: E402
+from codec.zoo import get_card, model_cards  # noqa: E402
 
 FUZZ_MAX_PIXELS = 1 << 18  # what a server would allow; keeps each input's work bounded
 
@@ -40,13 +47,34 @@ class Hang(Exception):
     pass
 
 
-def seed_containers(model: str, rng: random.Random) -> list[bytes]:
+def seed_containers(models: list[str], rng: random.Random) -> list[bytes]:
     seeds = []
-    for height, width, mode in ((32, 48, "RGB"), (70, 90, "RGB"), (64, 64, "L"), (17, 129, "RGB")):
-        array = np.random.default_rng(rng.randrange(1 << 30)).integers(0, 255, (height, width, 3), dtype=np.uint8)
-        image = Image.fromarray(array).convert(mode)
-        seeds.append(encode_image(image, model, quality=rng.uniform(0, 5)))
+    for model in models:
+        noise = np.random.default_rng(rng.randrange(1 << 30))
+        if get_card(model).kind == "feature":
+            device = DeviceEncoder(model)
+            for batch in (1, 3):
+                seeds.append(device.encode(noise.integers(0, 255, (batch, 32, 32, 3), dtype=np.uint8)))
+            continue
+        top = prepared_model(model)[0].max_quality
+        for height, width, mode in ((32, 48, "RGB"), (70, 90, "RGB"), (64, 64, "L"), (17, 129, "RGB")):
+            array = noise.integers(0, 255, (height, width, 3), dtype=np.uint8)
+            seeds.append(encode_image(Image.fromarray(array).convert(mode), model, quality=rng.uniform(0, top)))
     return seeds
+
+
+@functools.lru_cache(maxsize=None)
+def server_decoder(model: str) -> ServerDecoder:
+    return ServerDecoder(model)
+
+
+def decode_any(data: bytes) -> None:
+    """What a user or a server would run on these bytes: decode_image for images, the server for features."""
+    container = bitstream.parse(data, max_pixels=FUZZ_MAX_PIXELS)
+    if container.kind == "image":
+        decode_image(data, max_pixels=FUZZ_MAX_PIXELS)
+    else:
+        server_decoder(container.model).decode(data)
 
 
 def reseal(container: bitstream.Container) -> bytes:
@@ -94,9 +122,9 @@ def mutate(seeds: list[bytes], rng: random.Random) -> tuple[str, bytes]:
     elif field == "channels":
         container.channels = rng.choice([1, 3, 4])
     elif field == "model":
-        container.model = rng.choice(["x", "ms-hyperprior", "hyperprior", "a" * 64])
+        container.model = rng.choice(["x", "hyperprior", "a" * 64, *model_cards()])
     else:
-        container.kind = "feature"
+        container.kind = rng.choice(["feature", "image"])
     try:
         return kind, reseal(container)
     except (ValueError, struct.error, OverflowError):
@@ -107,9 +135,9 @@ def on_alarm(signum, frame):
     raise Hang()
 
 
-def run_api(count: int, model: str, seconds: float, seed: int) -> tuple[Counter, list[str], float]:
+def run_api(count: int, models: list[str], seconds: float, seed: int) -> tuple[Counter, list[str], float]:
     rng = random.Random(seed)
-    seeds = seed_containers(model, rng)
+    seeds = seed_containers(models, rng)
     outcomes: Counter = Counter()
     crashes: list[str] = []
     slowest = 0.0
@@ -119,7 +147,7 @@ def run_api(count: int, model: str, seconds: float, seed: int) -> tuple[Counter,
         started = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
-            decode_image(data, max_pixels=FUZZ_MAX_PIXELS)
+            decode_any(data)
             outcomes[f"{kind}: decoded"] += 1
         except CodecError:
             outcomes[f"{kind}: CodecError"] += 1
@@ -135,9 +163,9 @@ def run_api(count: int, model: str, seconds: float, seed: int) -> tuple[Counter,
     return outcomes, crashes, slowest
 
 
-def run_cli(count: int, model: str, seed: int) -> Counter:
+def run_cli(count: int, models: list[str], seed: int) -> Counter:
     rng = random.Random(seed + 1)
-    seeds = seed_containers(model, rng)
+    seeds = seed_containers([m for m in models if get_card(m).kind == "image"], rng)
     outcomes: Counter = Counter()
     with tempfile.TemporaryDirectory() as folder:
         for index in tqdm(range(count), desc="fuzz CLI"):
@@ -160,21 +188,23 @@ def run_cli(count: int, model: str, seed: int) -> Counter:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--model", default="ms-hyperprior")
+    parser.add_argument("--models", nargs="+", help="models to seed from (default: every shipped model)")
     parser.add_argument("--seconds-per-input", type=float, default=5.0)
     parser.add_argument("--cli", type=int, default=0, help="also run this many inputs through `codec decode`")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    outcomes, crashes, slowest = run_api(args.count, args.model, args.seconds_per_input, args.seed)
+    models = args.models or sorted(model_cards())
+    outcomes, crashes, slowest = run_api(args.count, models, args.seconds_per_input, args.seed)
     for key, value in sorted(outcomes.items()):
         print(f"{key:>28}: {value}")
     for line in crashes[:20]:
         print("  ", line)
+    print(f"models {', '.join(models)}")
     print(f"inputs {args.count}, crashes {outcomes['CRASH']}, hangs {outcomes['HANG']}, slowest {slowest:.2f} s, "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     bad = outcomes["CRASH"] + outcomes["HANG"]
     if args.cli:
-        cli = run_cli(args.cli, args.model, args.seed)
+        cli = run_cli(args.cli, models, args.seed)
         print("CLI:", dict(cli))
         bad += cli["BAD EXIT"]
     sys.exit(1 if bad else 0)
