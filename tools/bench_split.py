@@ -5,7 +5,8 @@
 
 Points, on the 1000-image lossless test subset (headline) and on the full 10k test set (a JPEG q75 copy):
 - the teacher on raw input (3072 bytes of RGB);
-- input compression with JPEG / WebP / AVIF (Pillow, qualities 5..95) and with our image codec, then the teacher;
+- input compression with JPEG / WebP / AVIF (Pillow, qualities 5..95) and with our image codec, then the teacher
+  (on the full set only JPEG and WebP by default: AVIF takes ~10 ms per tiny image);
 - the teacher's layer1 feature quantized to 8 bits (min/max per image) without entropy coding;
 - each shipped Entropic Student (`kind = feature` cards): container bytes per image (one container per image,
   header included) and the entropy-coded payload alone.
@@ -287,6 +288,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"])
     parser.add_argument("--full-test", type=int, default=10000, help="images of the 10k JPEG test set (0: skip)")
+    parser.add_argument("--full-test-codecs", nargs="*", default=["jpeg", "webp"],
+                        help="input codecs also run on the full test set (AVIF costs ~10 ms per 32x32 image)")
     parser.add_argument("--requests", type=int, default=200, help="HTTP requests for the latency figure")
     parser.add_argument("--out", type=Path, default=RESULTS / "split_cifar10")
     args = parser.parse_args()
@@ -296,10 +299,12 @@ def main() -> None:
     sets = {"lossless test subset": cifar_split("lossless-test")}
     if args.full_test:
         images, labels = cifar_split("test")
-        sets["full test set (JPEG q75 copy)"] = (images[: args.full_test], labels[: args.full_test])
+        chosen = np.linspace(0, len(images) - 1, min(args.full_test, len(images))).astype(int)  # sorted by class
+        sets["full test set (JPEG q75 copy)"] = (images[chosen], labels[chosen])
     results = {"teacher": f"ResNet-{args.depth}", "sets": {}, "speed": {}, "http": {}}
     for index, (label, (images, labels)) in enumerate(sets.items()):
-        results["sets"][label] = evaluate_set(label, images, labels, teacher, students, args.codecs, index == 0)
+        codecs = args.codecs if index == 0 else [c for c in args.codecs if c in args.full_test_codecs]
+        results["sets"][label] = evaluate_set(label, images, labels, teacher, students, codecs, index == 0)
     speed_images = sets["lossless test subset"][0][:200]
     for name in students:
         results["speed"][name] = speed(name, teacher, speed_images)

@@ -14,7 +14,8 @@ context:
 Every PMF is a fixed table chosen by integers already decoded (codebook, parent code), so encoder and decoder
 cannot disagree, and decoding runs no network besides g_s. Rate levels q differ in their number of codebooks
 (one variable-rate model, one g_a / g_s). Training: softmax over negative distances for the gradient with a
-straight-through hard path, argmin at inference, an expected-bits rate term so the PMFs really save bits, VQ
+straight-through hard path, argmin at inference, an expected-bits rate term (under PMFs kept as decayed index
+counts, so they track the codes at once instead of waiting for a learning rate) so the PMFs really save bits, VQ
 commitment / codebook losses, and re-assignment of dead codewords to random latent vectors.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from codec.image.base import LatentStreams, VariableRateImageModel
 
 LOG2 = float(np.log(2.0))
 DEAD_USAGE = 0.02  # a codeword used less than this fraction of its fair share gets re-assigned
+COUNT_DECAY = 0.999  # index statistics forget over ~1000 training steps
 POSITION_CHUNK = 4096  # positions per distance computation at inference (bounds memory on huge images)
 
 
@@ -140,9 +142,25 @@ class MultiCodebookModel(VariableRateImageModel):
                                  conv(n, hyper_channels))
         self.coarse = ProductQuantizer(hyper_groups, hyper_codewords, hyper_channels)
         self.fine = nn.ModuleList(ProductQuantizer(g, codewords, m) for g in self.groups)
-        self.coarse_logits = nn.Parameter(torch.zeros(hyper_groups, hyper_codewords))
-        self.transition_logits = nn.ParameterList(
-            nn.Parameter(torch.zeros(g, hyper_codewords, codewords)) for g in self.groups)
+        # index statistics (decayed counts, +1 smoothing at the start): the PMFs the rate term and the tables use
+        self.register_buffer("coarse_counts", torch.ones(hyper_groups, hyper_codewords))
+        for level, g in enumerate(self.groups):
+            self.register_buffer(f"transition_counts_{level}", torch.ones(g, hyper_codewords, codewords))
+
+    def transition_counts(self, level: int) -> torch.Tensor:
+        return getattr(self, f"transition_counts_{level}")
+
+    @staticmethod
+    def _log_pmf(counts: torch.Tensor) -> torch.Tensor:
+        return counts.log() - counts.sum(-1, keepdim=True).log()
+
+    @torch.no_grad()
+    def _count(self, counts: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
+        """Decay `counts` [..., K] and add one per observed (row index, value) pair."""
+        counts.mul_(COUNT_DECAY)
+        flat = counts.view(-1, counts.shape[-1])
+        flat.index_put_((index.flatten(), values.flatten()), torch.ones(values.numel(), device=counts.device),
+                        accumulate=True)
 
     # --- training ---------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
@@ -152,7 +170,8 @@ class MultiCodebookModel(VariableRateImageModel):
         gain, inverse_gain = self.gains(levels.float())
         y = self.analysis(x) * gain
         coarse = self.coarse(self.h_a(y))
-        coarse_bits = (coarse["soft"] * -F.log_softmax(self.coarse_logits, -1)[None, :, :, None, None]).sum(2) / LOG2
+        coarse_log_pmf = self._log_pmf(self.coarse_counts)
+        coarse_bits = (coarse["soft"] * -coarse_log_pmf[None, :, :, None, None]).sum(2) / LOG2
         y_hat = torch.zeros_like(y)
         fine_bits = torch.zeros(x.shape[0], device=x.device)
         vq_loss = coarse["vq_loss"]
@@ -161,17 +180,24 @@ class MultiCodebookModel(VariableRateImageModel):
             fine = self.fine[level](y[chosen])
             y_hat[chosen] = fine["y_hat"]
             parents = _parent_codes(coarse["indices"][chosen], self.groups[level], *y.shape[-2:])
-            log_pmf = F.log_softmax(self.transition_logits[level], -1)  # [m, K_z, K]
-            conditional = log_pmf[torch.arange(self.groups[level]).view(1, -1, 1, 1), parents]  # [b, m, H, W, K]
+            log_pmf = self._log_pmf(self.transition_counts(level))  # [m, K_z, K]
+            codebook = torch.arange(self.groups[level], device=x.device).view(1, -1, 1, 1)
+            conditional = log_pmf[codebook, parents]  # [b, m, H, W, K]
             bits = -(fine["soft"] * conditional.permute(0, 1, 4, 2, 3)).sum(2) / LOG2
+            if self.training:
+                self._count(self.transition_counts(level), (codebook * self.hyper_codewords + parents).expand_as(
+                    fine["indices"]), fine["indices"])
             fine_bits[chosen] = bits.sum(dim=(1, 2, 3))
             vq_loss = vq_loss + fine["vq_loss"] * len(chosen) / len(levels)
+        if self.training:
+            groups = torch.arange(self.coarse.groups, device=x.device).view(1, -1, 1, 1)
+            self._count(self.coarse_counts, groups.expand_as(coarse["indices"]), coarse["indices"])
         x_hat = self.synthesis(y_hat * inverse_gain)
         total_bits = fine_bits + coarse_bits.sum(dim=(1, 2, 3))
         return {"x_hat": x_hat, "likelihoods": {}, "extra_loss": vq_loss, "bits": total_bits}
 
     def aux_loss(self) -> torch.Tensor:
-        return torch.zeros((), device=self.coarse_logits.device)
+        return torch.zeros((), device=self.coarse_counts.device)
 
     # --- inference --------------------------------------------------------------------------------------------
     def level(self, quality: float) -> int:
@@ -182,9 +208,10 @@ class MultiCodebookModel(VariableRateImageModel):
     @torch.no_grad()
     def update(self) -> None:
         """One table per coarse codebook, then one per (rate level, fine codebook, parent code)."""
-        pmfs = [row for row in torch.softmax(self.coarse_logits.double(), -1).numpy()]
-        for logits in self.transition_logits:
-            pmfs += [row for row in torch.softmax(logits.double(), -1).reshape(-1, self.codewords).numpy()]
+        pmfs = [row for row in self._log_pmf(self.coarse_counts.double()).exp().numpy()]
+        for level in range(len(self.groups)):
+            pmf = self._log_pmf(self.transition_counts(level).double()).exp()
+            pmfs += [row for row in pmf.reshape(-1, self.codewords).numpy()]
         self.tables = {"codes": TableSet.from_pmfs(pmfs, [0] * len(pmfs), [0.0] * len(pmfs))}
         self.table_tensors = {}
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""The multi-codebook model next to the mean-scale hyperprior: speed side by side, codebook use, coded vs fixed rate.
+
+    python tools/bench_mgm.py [--model mgm] [--reference ms-hyperprior]     # -> tools/results/mgm_bench.{json,md}
+
+- Speed: encode and decode (best of N, same process, same precision path) on a 768x512 Kodak image, every mgm
+  level next to the reference model at the quality whose bpp is closest.
+- Codebooks on all 24 Kodak images, per level and codebook: share of codewords used and perplexity (2^entropy of
+  the empirical index distribution, K = all codewords used equally), for the fine and the coarse level.
+- Rate: entropy-coded payload vs the fixed-length code (log2 K bits per index) of the same indices.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codec.api import decode_image, encode_image, prepared_model  # noqa: E402
+from codec.imageio import load_image  # noqa: E402
+from photos import kodak_photos  # noqa: E402
+from timing import best_of  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def usage_stats(counts: np.ndarray) -> dict:
+    """counts [codebooks, K] -> worst / mean share of codewords used and perplexity per codebook."""
+    probabilities = counts / counts.sum(1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nansum(np.where(probabilities > 0, probabilities * np.log2(probabilities), 0.0), axis=1)
+    used = (counts > 0).mean(1)
+    return {"codewords": int(counts.shape[1]), "min_share_used": float(used.min()), "mean_share_used": float(used.mean()),
+            "min_perplexity": float((2 ** entropy).min()), "mean_perplexity": float((2 ** entropy).mean())}
+
+
+@torch.no_grad()
+def codebook_report(model, paths: list[Path]) -> dict:
+    levels = {}
+    coarse_counts = np.zeros((model.coarse.groups, model.hyper_codewords))
+    for level in range(len(model.groups)):
+        fine_counts = np.zeros((model.groups[level], model.codewords))
+        coded_bits = fixed_bits = 0.0
+        for path in tqdm(paths, desc=f"codebooks level {level}", leave=False):
+            pixels = load_image(path, 1 << 26).pixels
+            gain, _ = model.gains(torch.tensor([float(level)]))
+            y = model.analysis(model.pad(pixels)) * gain
+            fine = model.fine[level].quantize(y)
+            coarse = model.coarse.quantize(model.h_a(y))
+            for group in range(model.groups[level]):
+                fine_counts[group] += np.bincount(fine[0, group].flatten().numpy(), minlength=model.codewords)
+            if level == 0:
+                for group in range(model.coarse.groups):
+                    coarse_counts[group] += np.bincount(coarse[0, group].flatten().numpy(), minlength=model.hyper_codewords)
+            streams = model.compress(pixels, float(level))
+            coded_bits += 8 * sum(len(section) for section in streams.sections)
+            fixed_bits += fine.numel() * np.log2(model.codewords) + coarse.numel() * np.log2(model.hyper_codewords)
+        levels[level] = {"codebooks": model.groups[level], **usage_stats(fine_counts),
+                         "coded_bits_over_fixed_length": coded_bits / fixed_bits}
+    return {"fine": levels, "coarse": usage_stats(coarse_counts)}
+
+
+def speed_report(model_name: str, reference: str, image: Path, repeats: int) -> list[dict]:
+    loaded = load_image(image, 1 << 26)
+    pixels = loaded.pixels.shape[-1] * loaded.pixels.shape[-2]
+    mgm, _ = prepared_model(model_name)
+    ref, _ = prepared_model(reference)
+    reference_points = []
+    for quality in np.arange(0, ref.max_quality + 1e-9, 0.25):
+        reference_points.append((len(encode_image(loaded, reference, float(quality))) * 8 / pixels, float(quality)))
+    rows = []
+    for level in range(int(mgm.max_quality) + 1):
+        encode_s, data = best_of(repeats, lambda: encode_image(loaded, model_name, float(level)), warm_up=True)
+        decode_s, _ = best_of(repeats, lambda: decode_image(data), warm_up=True)
+        bpp = len(data) * 8 / pixels
+        quality = min(reference_points, key=lambda point: abs(point[0] - bpp))[1]
+        ref_encode_s, ref_data = best_of(repeats, lambda: encode_image(loaded, reference, quality), warm_up=True)
+        ref_decode_s, _ = best_of(repeats, lambda: decode_image(ref_data), warm_up=True)
+        rows.append({"level": level, "bpp": bpp, "encode_s": encode_s, "decode_s": decode_s,
+                     "reference_quality": quality, "reference_bpp": len(ref_data) * 8 / pixels,
+                     "reference_encode_s": ref_encode_s, "reference_decode_s": ref_decode_s,
+                     "decode_speedup": ref_decode_s / decode_s, "encode_speedup": ref_encode_s / encode_s})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mgm")
+    parser.add_argument("--reference", default="ms-hyperprior")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=24, help="Kodak images for the codebook statistics")
+    parser.add_argument("--out", type=Path, default=RESULTS / "mgm_bench")
+    args = parser.parse_args()
+    photos = kodak_photos()
+    model, _ = prepared_model(args.model)
+    report = {"speed": speed_report(args.model, args.reference, photos[22], args.repeats),
+              "codebooks": codebook_report(model, photos[: args.images])}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    lines = [f"# {args.model} vs {args.reference}", "", f"Produced by `python tools/bench_mgm.py` ({photos[22].name}, "
+             f"768x512, best of {args.repeats}, {torch.get_num_threads()} threads).", "",
+             f"| level | bpp | encode s | decode s | {args.reference} quality | its bpp | its encode s | its decode s | "
+             "decode speed-up |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in report["speed"]:
+        lines.append(f"| {row['level']} | {row['bpp']:.3f} | {row['encode_s']:.3f} | {row['decode_s']:.3f} | "
+                     f"{row['reference_quality']:g} | {row['reference_bpp']:.3f} | {row['reference_encode_s']:.3f} | "
+                     f"{row['reference_decode_s']:.3f} | {row['decode_speedup']:.2f}x |")
+    lines += ["", f"Codebook use on Kodak ({min(args.images, len(photos))} images):", "",
+              "| level | codebooks x codewords | min / mean share used | min / mean perplexity | coded / fixed-length bits |",
+              "|---|---|---|---|---|"]
+    for level, row in report["codebooks"]["fine"].items():
+        lines.append(f"| {level} | {row['codebooks']} x {row['codewords']} | {row['min_share_used']:.1%} / "
+                     f"{row['mean_share_used']:.1%} | {row['min_perplexity']:.1f} / {row['mean_perplexity']:.1f} | "
+                     f"{row['coded_bits_over_fixed_length']:.3f} |")
+    coarse = report["codebooks"]["coarse"]
+    lines.append(f"| coarse | {model.coarse.groups} x {coarse['codewords']} | {coarse['min_share_used']:.1%} / "
+                 f"{coarse['mean_share_used']:.1%} | {coarse['min_perplexity']:.1f} / {coarse['mean_perplexity']:.1f} | - |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
