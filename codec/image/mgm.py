@@ -76,7 +76,8 @@ class ProductQuantizer(nn.Module):
                           for top in range(0, y.shape[-2], rows_per_chunk)], dim=-2)
 
     def forward(self, y: torch.Tensor) -> dict:
-        """Training: straight-through hard codewords, soft assignment probabilities, VQ losses."""
+        """Training: straight-through hard codewords, soft assignment probabilities (they carry the rate term's
+        gradient to the encoder), VQ codebook / commitment losses (they move the codewords)."""
         if not bool(self.initialised):
             self._reassign(y, torch.ones_like(self.usage, dtype=torch.bool))
             self.initialised.fill_(True)
@@ -87,8 +88,7 @@ class ProductQuantizer(nn.Module):
         else:  # evaluation: the hard assignment, so the bits counted are the bits coded
             soft = F.one_hot(hard, self.codewords).permute(0, 1, 4, 2, 3).float()
         y_hard = self.dequantize(hard)
-        y_soft = torch.einsum("bmkhw,mkd->bmdhw", soft, self.codebooks).reshape(y.shape)
-        y_hat = y_soft + (y_hard - y_soft).detach()
+        y_hat = y + (y_hard - y).detach()  # straight-through: the distortion's gradient reaches the encoder
         vq_loss = F.mse_loss(y_hard, y.detach()) + 0.25 * F.mse_loss(y, y_hard.detach())
         if not self.training:
             return {"y_hat": y_hard, "indices": hard, "soft": soft, "vq_loss": vq_loss}
