@@ -55,3 +55,19 @@ def decode_factorized(stream: bytes, escapes: bytes, shape: tuple[int, ...], tab
     """Inverse of `encode_factorized`: the dequantized latent of `shape`."""
     symbols = decode_symbols(stream, escapes, channel_index(shape), tables)
     return torch.from_numpy(symbols).float() + medians.view(1, -1, 1, 1)
+
+
+class FactorizedLatent:
+    """Mixin for models whose latent "y" is coded with `self.entropy_bottleneck` (one table per channel)."""
+
+    table_names = ("y",)
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Freeze the per-channel integer tables and the medians symbols are centred on."""
+        tables, medians = build_factorized_tables(self.entropy_bottleneck)
+        self.tables = {"y": tables}
+        self.table_tensors = {"y_medians": medians}

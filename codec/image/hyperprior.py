@@ -14,18 +14,17 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
 from codec.errors import CodecError
 from codec.entropy.coder import decode_symbols, encode_symbols
-from codec.entropy.factorized import build_factorized_tables, decode_factorized, encode_factorized
+from codec.entropy.factorized import FactorizedLatent, build_factorized_tables, decode_factorized, encode_factorized
 from codec.entropy.gaussian import build_gaussian_tables, default_scale_table, scale_indices
 from codec.image import transforms
 from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
 from codec.nn.exact import ExactSequential
 
 
-class FactorizedPrior(VariableRateImageModel):
+class FactorizedPrior(FactorizedLatent, VariableRateImageModel):
     """Ballé et al. (ICLR 2017 / 2018) factorized prior: y coded with one learned density per channel."""
 
     stride = 16
-    table_names = ("y",)
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
         super().__init__(lambdas, m)
@@ -40,15 +39,6 @@ class FactorizedPrior(VariableRateImageModel):
         medians = self.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
         y_hat = ste_round(y - medians) + medians
         return {"x_hat": self.synthesis(y_hat * inverse_gain), "likelihoods": {"y": y_likelihoods}}
-
-    def aux_loss(self) -> torch.Tensor:
-        return self.entropy_bottleneck.loss()
-
-    @torch.no_grad()
-    def update(self) -> None:
-        tables, medians = build_factorized_tables(self.entropy_bottleneck)
-        self.tables = {"y": tables}
-        self.table_tensors = {"y_medians": medians}
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:

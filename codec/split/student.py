@@ -16,7 +16,7 @@ from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import GDN
 from torch import nn
 
-from codec.entropy.factorized import build_factorized_tables, decode_factorized, encode_factorized
+from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
 from codec.entropy.frozen import FrozenTables
 from codec.errors import CodecError
 from codec.image.base import LatentStreams, ste_round
@@ -45,10 +45,8 @@ def feature_decoder(latent: int, hidden: int, feature_channels: int) -> nn.Seque
     )
 
 
-class CifarEntropicStudent(FrozenTables, nn.Module):
+class CifarEntropicStudent(FactorizedLatent, FrozenTables, nn.Module):
     """Entropic Student for a CIFAR ResNet teacher split after layer1; the factorized prior codes the latent."""
-
-    table_names = ("y",)
 
     def __init__(self, depth: int = 20, latent: int = 24, hidden: int = 64, input_size: int = 32) -> None:
         super().__init__()
@@ -74,15 +72,6 @@ class CifarEntropicStudent(FrozenTables, nn.Module):
             stages = self.tail.tail_stages(feature)
             logits = self.tail.classify(stages[-1])
         return {"stages": [s.float() for s in (feature, *stages)], "logits": logits.float(), "likelihoods": likelihoods}
-
-    def aux_loss(self) -> torch.Tensor:
-        return self.entropy_bottleneck.loss()
-
-    @torch.no_grad()
-    def update(self) -> None:
-        tables, medians = build_factorized_tables(self.entropy_bottleneck)
-        self.tables = {"y": tables}
-        self.table_tensors = {"y_medians": medians}
 
     # --- device and server ------------------------------------------------------------------------------------
     def latent_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
