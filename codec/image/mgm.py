@@ -16,7 +16,8 @@ cannot disagree, and decoding runs no network besides g_s. Rate levels q differ 
 (one variable-rate model, one g_a / g_s). Training: softmax over negative distances for the gradient with a
 straight-through hard path, argmin at inference, an expected-bits rate term (under PMFs kept as decayed index
 counts, so they track the codes at once instead of waiting for a learning rate) so the PMFs really save bits, VQ
-commitment / codebook losses, and re-assignment of dead codewords to random latent vectors.
+commitment loss with codewords updated as exponential moving averages of their assigned vectors, and re-assignment of
+dead codewords to random latent vectors.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from codec.image.base import LatentStreams, VariableRateImageModel
 
 LOG2 = float(np.log(2.0))
 DEAD_USAGE = 0.02  # a codeword used less than this fraction of its fair share gets re-assigned
+EMA_DECAY = 0.99  # codeword k-means averages
 COUNT_DECAY = 0.999  # index statistics forget over ~1000 training steps
 POSITION_CHUNK = 4096  # positions per distance computation at inference (bounds memory on huge images)
 
@@ -46,9 +48,13 @@ class ProductQuantizer(nn.Module):
         if channels % groups:
             raise ValueError(f"{channels} channels do not split into {groups} codebooks")
         self.groups, self.codewords, self.dims = groups, codewords, channels // groups
-        self.codebooks = nn.Parameter(torch.randn(groups, codewords, self.dims))
+        self.codebooks = nn.Parameter(torch.randn(groups, codewords, self.dims), requires_grad=False)
         self.log_sharpness = nn.Parameter(torch.zeros(groups))
         self.register_buffer("usage", torch.full((groups, codewords), 1.0 / codewords))
+        # k-means by exponential moving averages (van den Oord et al. 2017, VQ-VAE appendix): codewords follow the
+        # latents at once instead of lagging behind a learning rate
+        self.register_buffer("ema_counts", torch.ones(groups, codewords))
+        self.register_buffer("ema_sums", self.codebooks.detach().clone())
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     def _vectors(self, y: torch.Tensor) -> torch.Tensor:
@@ -77,7 +83,7 @@ class ProductQuantizer(nn.Module):
 
     def forward(self, y: torch.Tensor) -> dict:
         """Training: straight-through hard codewords, soft assignment probabilities (they carry the rate term's
-        gradient to the encoder), VQ codebook / commitment losses (they move the codewords)."""
+        gradient to the encoder), the commitment loss; codewords follow their vectors by EMA."""
         if not bool(self.initialised):
             self._reassign(y, torch.ones_like(self.usage, dtype=torch.bool))
             self.initialised.fill_(True)
@@ -89,11 +95,16 @@ class ProductQuantizer(nn.Module):
             soft = F.one_hot(hard, self.codewords).permute(0, 1, 4, 2, 3).float()
         y_hard = self.dequantize(hard)
         y_hat = y + (y_hard - y).detach()  # straight-through: the distortion's gradient reaches the encoder
-        vq_loss = F.mse_loss(y_hard, y.detach()) + 0.25 * F.mse_loss(y, y_hard.detach())
+        vq_loss = 0.25 * F.mse_loss(y, y_hard.detach())  # commitment; the codewords move by EMA below
         if not self.training:
             return {"y_hat": y_hard, "indices": hard, "soft": soft, "vq_loss": vq_loss}
         with torch.no_grad():
-            counts = F.one_hot(hard, self.codewords).float().sum(dim=(0, 2, 3))  # [m, K]
+            one_hot = F.one_hot(hard, self.codewords).float()  # [B, m, H, W, K]
+            counts = one_hot.sum(dim=(0, 2, 3))  # [m, K]
+            sums = torch.einsum("bmhwk,bmdhw->mkd", one_hot, self._vectors(y.detach().float()))
+            self.ema_counts.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * counts)
+            self.ema_sums.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * sums)
+            self.codebooks.data.copy_(self.ema_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
             self.usage.mul_(0.99).add_(0.01 * counts / counts.sum(-1, keepdim=True))
             dead = self.usage < DEAD_USAGE / self.codewords
             if dead.any():
@@ -112,6 +123,8 @@ class ProductQuantizer(nn.Module):
             noise = 0.01 * torch.randn(len(chosen), self.dims, device=y.device)
             self.codebooks.data[group, chosen] = vectors[group, picks] + noise
             self.usage[group, chosen] = 1.0 / self.codewords
+            self.ema_counts[group, chosen] = self.ema_counts[group].mean()
+            self.ema_sums[group, chosen] = self.codebooks.data[group, chosen] * self.ema_counts[group, chosen, None]
 
 
 def _parent_codes(coarse: torch.Tensor, groups: int, height: int, width: int) -> torch.Tensor:
