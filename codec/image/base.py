@@ -65,14 +65,13 @@ class VariableRateImageModel(FrozenTables, nn.Module):
             return x
         return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
-    def _channels_last(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare_layout(self) -> None:
         """g_a / g_s always run channels_last: on CPU that layout gave bit-identical results at any thread count
         (fp32 and bf16), where the default layout's 1x1 GDN convolution did not (tests pin this)."""
         if not self._layout_ready:
             self.g_a.to(memory_format=torch.channels_last)
             self.g_s.to(memory_format=torch.channels_last)
             self._layout_ready = True
-        return x.contiguous(memory_format=torch.channels_last)
 
     def _run(self, transform: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with transform_autocast(self.use_bf16, x.device):
@@ -83,18 +82,18 @@ class VariableRateImageModel(FrozenTables, nn.Module):
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """g_a under bf16 autocast where enabled, tiled for large images; returns fp32."""
-        x = self._channels_last(x)
-        if self._tiles(x.shape[-2] * x.shape[-1]):
+        self._prepare_layout()
+        if self._tiles(x.shape[-2] * x.shape[-1]):  # tiles are made channels_last one at a time
             return tiled(lambda piece: self._run(self.g_a, piece), x, Fraction(1, 16), self.analysis_tile,
-                         16 * self.tile_halo).contiguous()
+                         16 * self.tile_halo)
         return self._run(self.g_a, x).contiguous()
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         """g_s under bf16 autocast where enabled, tiled for large images; returns fp32."""
-        y_hat = self._channels_last(y_hat)
+        self._prepare_layout()
         if self._tiles(y_hat.shape[-2] * y_hat.shape[-1] * 256):
             return tiled(lambda piece: self._run(self.g_s, piece), y_hat, Fraction(16), self.analysis_tile // 16,
-                         self.tile_halo).contiguous()
+                         self.tile_halo)
         return self._run(self.g_s, y_hat).contiguous()
 
     def set_fast_transforms(self, enabled: bool) -> None:

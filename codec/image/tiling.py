@@ -25,8 +25,7 @@ def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, fa
             piece = transform(x[..., context_top : min(height, bottom + halo), context_left : min(width, right + halo)])
             if output is None:
                 shape = (*piece.shape[:2], int(height * factor), int(width * factor))
-                output = torch.empty(shape, dtype=piece.dtype, device=piece.device,
-                                     memory_format=torch.channels_last)
+                output = torch.empty(shape, dtype=piece.dtype, device=piece.device)
             rows = slice(int((top - context_top) * factor), int((bottom - context_top) * factor))
             cols = slice(int((left - context_left) * factor), int((right - context_left) * factor))
             output[..., int(top * factor) : int(bottom * factor), int(left * factor) : int(right * factor)] = (
