@@ -64,7 +64,8 @@ def main() -> None:
         model_config["groups"] = list(config["groups"])
     model = create_model(family, **model_config)
     state = torch.load(args.run / "checkpoint.pt", weights_only=True)
-    model.load_state_dict(state["model"])
+    own = model.state_dict()
+    model.load_state_dict({key: value for key, value in state["model"].items() if key in own})  # drops training-only buffers
     model.eval()
     model.update()
     weights_file = f"{args.name}.safetensors"

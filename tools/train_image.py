@@ -194,7 +194,8 @@ def main() -> None:
     checkpoint_path = args.out / "checkpoint.pt"
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=True, map_location=device)
-        model.load_state_dict(state["model"])
+        own = model.state_dict()
+        model.load_state_dict({key: value for key, value in state["model"].items() if key in own})
         optimizer.load_state_dict(state["optimizer"])
         if aux_optimizer is not None:
             aux_optimizer.load_state_dict(state["aux_optimizer"])

@@ -50,11 +50,12 @@ class ProductQuantizer(nn.Module):
         self.groups, self.codewords, self.dims = groups, codewords, channels // groups
         self.codebooks = nn.Parameter(torch.randn(groups, codewords, self.dims), requires_grad=False)
         self.log_sharpness = nn.Parameter(torch.zeros(groups))
-        self.register_buffer("usage", torch.full((groups, codewords), 1.0 / codewords))
-        # k-means by exponential moving averages (van den Oord et al. 2017, VQ-VAE appendix): codewords follow the
-        # latents at once instead of lagging behind a learning rate
-        self.register_buffer("ema_counts", torch.ones(groups, codewords))
-        self.register_buffer("ema_sums", self.codebooks.detach().clone())
+        # training-only statistics (not saved with the weights; a resumed run re-warms them in ~100 steps):
+        # k-means by exponential moving averages (van den Oord et al. 2017, VQ-VAE appendix) so codewords follow the
+        # latents at once instead of lagging behind a learning rate, and usage to find dead codewords
+        self.register_buffer("usage", torch.full((groups, codewords), 1.0 / codewords), persistent=False)
+        self.register_buffer("ema_counts", torch.ones(groups, codewords), persistent=False)
+        self.register_buffer("ema_sums", self.codebooks.detach().clone(), persistent=False)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     def _vectors(self, y: torch.Tensor) -> torch.Tensor:
