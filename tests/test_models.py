@@ -190,3 +190,18 @@ def test_tiled_coding_matches_untiled(shipped_model_name):
     assert abs(psnr(tiled) - psnr(untiled)) < 0.01
     assert (tiled - untiled).abs().max() < 0.02
     assert sum(map(len, tiled_streams.sections)) == pytest.approx(sum(map(len, streams.sections)), rel=0.01)
+
+
+@pytest.mark.parametrize("family", ["hyperprior", "mean-scale"])
+def test_tiled_exact_entropy_parameters_are_identical(tiny_models, family):
+    """Large images evaluate h_s in tiles: exact arithmetic makes every index and mean the same as untiled."""
+    model = tiny_models[family]
+    z_hat = _z_batch(model, batch=1)
+    z_hat = torch.cat([z_hat] * 3, dim=-1)  # wider than one tile below
+    whole = model.entropy_parameters(z_hat)
+    try:
+        model.exact_tile, model.exact_halo = 2, 4
+        pieces = model.entropy_parameters(z_hat)
+    finally:
+        model.exact_tile, model.exact_halo = type(model).exact_tile, type(model).exact_halo
+    assert torch.equal(whole[0], pieces[0]) and torch.equal(whole[1], pieces[1])

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
@@ -18,6 +20,7 @@ from codec.entropy.factorized import FactorizedLatent, build_factorized_tables, 
 from codec.entropy.gaussian import build_gaussian_tables, default_scale_table, scale_indices
 from codec.image import transforms
 from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
+from codec.image.tiling import tiled
 from codec.nn.exact import ExactSequential
 
 
@@ -67,6 +70,8 @@ class ScaleHyperprior(VariableRateImageModel):
 
     stride = 64
     table_names = ("y", "z")
+    exact_tile = 32  # h_s runs in tiles of 32x32 z positions (128x128 y positions) on large images
+    exact_halo = 4  # z positions of context around each tile (h_s reaches 2)
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
         super().__init__(lambdas, m)
@@ -119,7 +124,12 @@ class ScaleHyperprior(VariableRateImageModel):
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scale-table indices and means (float64) for y, computed exactly from z_hat (see codec.nn.exact)."""
         self.check_ready()
-        scales, means = self._split_parameters(self._exact_h_s(z_hat))
+        if z_hat.shape[-2] * z_hat.shape[-1] > self.exact_tile**2:
+            # exact arithmetic: tiles with a halo give the very same numbers with a fraction of the float64 memory
+            params = tiled(self._exact_h_s, z_hat, Fraction(4), self.exact_tile, self.exact_halo)
+        else:
+            params = self._exact_h_s(z_hat)
+        scales, means = self._split_parameters(params)
         return scale_indices(scales, self.table_tensors["scale_table"]), means
 
     @torch.no_grad()
