@@ -50,6 +50,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", help="export weights/NAME.safetensors and models/NAME.toml when done")
+    parser.add_argument("--lossless-share", type=float, default=0.0,
+                        help="share of each batch drawn from the 4000 lossless (true-pixel) training images")
+    parser.add_argument("--init-run", type=Path,
+                        help="start stage 2 from this run's finished checkpoint (its encoder and entropy model stay)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--validate-every", type=int, default=500)
@@ -155,7 +159,14 @@ def main() -> None:
     if state:
         student.load_state_dict(state["model"])
     step = int(state["step"]) if state else 0
+    if state is None and args.init_run:
+        student.load_state_dict(torch.load(args.init_run / "checkpoint.pt", weights_only=True)["model"])
+        step = args.stage1_steps
     train_images, train_labels = cifar_split("train")
+    lossless_images, lossless_labels = cifar_split("lossless-train")
+    lossless_images = torch.from_numpy(lossless_images).permute(0, 3, 1, 2).contiguous()
+    lossless_labels = torch.from_numpy(lossless_labels)
+    lossless_count = int(round(args.lossless_share * args.batch))
     train_images = torch.from_numpy(train_images).permute(0, 3, 1, 2).contiguous()
     train_labels = torch.from_numpy(train_labels)
     test_images, test_labels = cifar_split("lossless-test")
@@ -198,8 +209,10 @@ def main() -> None:
             peak = args.lr if stage == 1 else args.lr / 5
             for group in optimizer.param_groups:
                 group["lr"] = cosine(in_stage, args.stage1_steps if stage == 1 else args.stage2_steps, peak)
-            index = torch.randint(0, len(train_images), (args.batch,), generator=generator)
-            x = augment(train_images[index].float() / 255, generator)
+            index = torch.randint(0, len(train_images), (args.batch - lossless_count,), generator=generator)
+            extra = torch.randint(0, len(lossless_images), (lossless_count,), generator=generator)
+            x = augment(torch.cat([train_images[index], lossless_images[extra]]).float() / 255, generator)
+            labels = torch.cat([train_labels[index], lossless_labels[extra]])
             with torch.no_grad():
                 target_feature = teacher.head(normalize(x))
                 target_stages = [target_feature, *teacher.tail_stages(target_feature)]
@@ -213,7 +226,7 @@ def main() -> None:
                 t = args.temperature
                 kd = F.kl_div(F.log_softmax(output["logits"] / t, 1), F.softmax(teacher_logits / t, 1),
                               reduction="batchmean") * t * t
-                distill = 0.5 * F.cross_entropy(output["logits"], train_labels[index]) + 0.5 * kd
+                distill = 0.5 * F.cross_entropy(output["logits"], labels) + 0.5 * kd
                 loss = distill
             optimizer.zero_grad()
             loss.backward()

@@ -21,11 +21,12 @@ def decode_jpegs(data: np.lib.npyio.NpzFile) -> np.ndarray:
 
 
 def cifar_split(name: str, root: Path = CIFAR_DIR) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 [N, 32, 32, 3], labels int64 [N]) for "train" (50k JPEG q75), "test" (10k JPEG q75) or
-    "lossless-test" (the first 1000 official test images, true pixels)."""
-    if name == "lossless-test":
+    """(images uint8 [N, 32, 32, 3], labels int64 [N]) for "train" (50k JPEG q75), "test" (10k JPEG q75),
+    "lossless-test" (the first 1000 official test images, true pixels) or "lossless-train" (4000 train images)."""
+    if name in ("lossless-test", "lossless-train"):
         data = np.load(root / "lossless_subset.npz")
-        return data["test_images"], data["test_labels"].astype(np.int64)
+        part = name.split("-")[1]
+        return data[f"{part}_images"], data[f"{part}_labels"].astype(np.int64)
     if name == "test":
         data = np.load(root / "test.npz")
         return data["images"], data["labels"].astype(np.int64)
