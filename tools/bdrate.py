@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """BD-rate table (Bjøntegaard, PCHIP over log-rate) between CompressAI-format result files.
 
-    python tools/bdrate.py tools/results/kodak/*.json [--published] [--metric psnr-rgb|ms-ssim-rgb]
+    python tools/bdrate.py tools/results/rd_curves/kodak-metrics/*.json [--published] [--metric psnr-rgb|ms-ssim-rgb]
 
 Rows are the tested curves, columns the anchors; each cell is the rate change of the row against the column
 (negative = fewer bits for the same quality). MS-SSIM is compared in dB: -10 log10(1 - MS-SSIM).

@@ -31,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, qualities: list[float] | None) -> dict:
-    folder = RESULTS / label
+    folder = RESULTS / "rd_curves" / f"{label}-metrics"  # our measured curves (JSON), not copies of the data
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for codec_name in ("jpeg", "webp", "avif"):

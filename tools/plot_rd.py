@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Plot PSNR and MS-SSIM vs bpp (0-2 bpp) from CompressAI-format result files.
 
-    python tools/plot_rd.py tools/results/kodak/*.json --published -o tools/results/kodak_rd.png
+    python tools/plot_rd.py tools/results/rd_curves/kodak-metrics/*.json --published -o tools/results/kodak_rd.png
 """
 from __future__ import annotations
 
