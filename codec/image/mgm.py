@@ -28,6 +28,7 @@ from compressai.models.utils import conv
 from torch import nn
 
 from codec.entropy.coder import decode_symbols, encode_symbols
+from codec.entropy.factorized import channel_index
 from codec.entropy.tables import TableSet
 from codec.errors import CodecError
 from codec.image import transforms
@@ -236,9 +237,6 @@ class MultiCodebookModel(VariableRateImageModel):
         codebook = torch.arange(self.groups[level]).view(1, -1, 1, 1)
         return (base + codebook * self.hyper_codewords + parents).numpy()
 
-    def _coarse_tables(self, shape: tuple[int, ...]) -> np.ndarray:
-        return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
-
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
         self.check_ready()
@@ -248,7 +246,7 @@ class MultiCodebookModel(VariableRateImageModel):
         coarse = self.coarse.quantize(self.h_a(y))
         fine = self.fine[level].quantize(y)
         tables = self.tables["codes"]
-        coarse_stream = encode_symbols(coarse.numpy(), self._coarse_tables(tuple(coarse.shape)), tables)
+        coarse_stream = encode_symbols(coarse.numpy(), channel_index(tuple(coarse.shape)), tables)
         fine_stream = encode_symbols(fine.numpy(), self._fine_tables(level, coarse, tuple(fine.shape)), tables)
         return LatentStreams([*fine_stream, *coarse_stream], [tuple(fine.shape), tuple(coarse.shape)])
 
@@ -262,7 +260,7 @@ class MultiCodebookModel(VariableRateImageModel):
             raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes 4")
         fine_stream, fine_escapes, coarse_stream, coarse_escapes = streams.sections
         tables = self.tables["codes"]
-        coarse = decode_symbols(coarse_stream, coarse_escapes, self._coarse_tables(coarse_shape), tables)
+        coarse = decode_symbols(coarse_stream, coarse_escapes, channel_index(coarse_shape), tables)
         if coarse.min(initial=0) < 0 or coarse.max(initial=0) >= self.hyper_codewords:
             raise CodecError("corrupt bitstream: coarse codeword index out of range")
         coarse = torch.from_numpy(coarse)
