@@ -2,14 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import struct
-import subprocess
 import sys
-import time
 import urllib.request
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -102,35 +97,13 @@ def test_server_refuses_foreign_and_damaged_bytes(feature_model_name, shipped_mo
 
 
 # --- the HTTP service ---------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(feature_model_name):
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "codec", "serve", "--model", feature_model_name, "--port", str(port),
-         "--max-bytes", "4096", "--body-timeout", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {process.stdout.read().decode()}")
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("server did not start within 60 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    from codec.split.server import local_server
+
+    options = ("--max-bytes", "4096", "--body-timeout", "1")
+    with local_server(feature_model_name, options, startup_timeout=60, env={"OMP_NUM_THREADS": "1"}) as (url, _):
+        yield url
 
 
 def _post(url: str, body: bytes, content_type: str = "application/octet-stream") -> tuple[int, dict]:

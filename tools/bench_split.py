@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -38,6 +35,7 @@ from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes  
 from codec.split.data import cifar_split, teacher_path  # noqa: E402
 from codec.split.resnet import CifarResNet, load_teacher, normalize  # noqa: E402
 from codec.split.runtime import DeviceEncoder, ServerDecoder  # noqa: E402
+from codec.split.server import local_server  # noqa: E402
 from codec.zoo import model_cards  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -171,29 +169,14 @@ def http_latency(name: str, images: np.ndarray) -> dict:
     """End-to-end over loopback: device encode + POST + server decode/tail + JSON back, sequential requests."""
     from codec.split.client import InferenceClient
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "codec", "serve", "--model", name, "--port", str(port)],
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        client = InferenceClient(f"http://127.0.0.1:{port}")
-        for _ in range(120):
-            try:
-                client.health()
-                break
-            except Exception:
-                time.sleep(0.5)
+    with local_server(name, env={"OMP_NUM_THREADS": "1"}) as (url, _):
+        client = InferenceClient(url)
         device = DeviceEncoder(name)
         latencies = []
         for image in images:
             started = time.perf_counter()
             client.infer(device.encode(image), k=1)
             latencies.append(time.perf_counter() - started)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     latencies = np.array(latencies[5:]) * 1e3
     return {"requests": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
             "p99_ms": float(np.percentile(latencies, 99))}

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,14 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec.split.runtime import DeviceEncoder  # noqa: E402
+from codec.split.server import local_server  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_rss_mib(pid: int) -> float:
@@ -85,21 +78,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "load_test.json")
     args = parser.parse_args()
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "codec", "serve", "--model", args.model, "--port", str(port),
-                               "--workers", str(args.workers), "--max-bytes", str(args.max_bytes),
-                               "--body-timeout", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(240):
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
+    options = ("--workers", str(args.workers), "--max-bytes", str(args.max_bytes), "--body-timeout", "2")
+    with local_server(args.model, options) as (url, server):
+        port = int(url.rsplit(":", 1)[1])
         rng = np.random.default_rng(0)
         device = DeviceEncoder(args.model)
         payloads = [device.encode(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(64)]
@@ -153,9 +134,6 @@ def main() -> None:
         bad.join()
         memory.append((elapsed, server_rss_mib(server.pid)))
         still_up = post(port, payloads[0])[0] == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     times = np.array(latencies) * 1e3
     quarter = max(1, len(memory) // 4)
     report = {

@@ -11,8 +11,16 @@ Stateless: run several workers (`codec serve --workers N`) behind any load balan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+import urllib.request
+from typing import Iterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -113,3 +121,33 @@ def serve(model: str, host: str, port: int, workers: int = 1, max_bytes: int = D
         os.environ["OMP_NUM_THREADS"] = str(threads)
     uvicorn.run("codec.split.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 timeout_keep_alive=5, log_level="warning")
+
+
+@contextlib.contextmanager
+def local_server(model: str, options: tuple[str, ...] = (), startup_timeout: float = 120.0,
+                 env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`codec serve` on a free loopback port in a child process, for benchmarks and tests; yields (url, process)
+    once /healthz answers, and stops the server on exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tempfile.TemporaryFile()  # a file, not a pipe: a long run can never block on a full pipe
+    process = subprocess.Popen([sys.executable, "-m", "codec", "serve", "--model", model, "--port", str(port), *options],
+                               env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + startup_timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"server did not start: {log.read().decode()[-2000:]}") from None
+                time.sleep(0.3)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
