@@ -7,9 +7,12 @@ from torch import nn
 
 from codec.errors import CodecError
 from codec.image.registry import MODEL_FAMILIES as IMAGE_FAMILIES
-from codec.split.student import CifarEntropicStudent
+from codec.split.student import CifarEntropicStudent, EfficientNetEntropicStudent
 
-FEATURE_FAMILIES: dict[str, Callable[..., nn.Module]] = {"entropic-student-cifar": CifarEntropicStudent}
+FEATURE_FAMILIES: dict[str, Callable[..., nn.Module]] = {
+    "entropic-student-cifar": CifarEntropicStudent,
+    "entropic-student-efficientnet": EfficientNetEntropicStudent,
+}
 FAMILIES: dict[str, Callable[..., nn.Module]] = {**IMAGE_FAMILIES, **FEATURE_FAMILIES}
 
 

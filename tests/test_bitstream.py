@@ -68,10 +68,22 @@ def test_absurd_size_is_refused_before_allocation_with_the_limit_named():
 
 def test_huge_section_length_is_refused_without_reading():
     data = bytearray(bitstream.write(_container(sections=[b"ab"])))
-    length_at = len(data) - 4 - 2 - 4
-    data[length_at : length_at + 4] = struct.pack("<I", 2**32 - 1)
+    length_at = len(data) - 4 - 2 - 1
+    assert data[length_at] == 2
+    data[length_at : length_at + 1] = bitstream.varint(2**32 - 1)
     with pytest.raises(CodecError, match="truncated"):
         bitstream.parse(bytes(data))
+    data[length_at : length_at + 5] = b"\xff\xff\xff\xff\x7f"  # a varint beyond 32 bits
+    with pytest.raises(CodecError, match="longer than 32 bits"):
+        bitstream.parse(bytes(data))
+
+
+def test_varint_round_trips_at_the_byte_boundaries():
+    for value in (0, 1, 127, 128, 16383, 16384, 2**32 - 1):
+        reader = bitstream._Reader(bitstream.varint(value) + b"\0" * 4)
+        assert reader.varint() == value
+    with pytest.raises(ValueError):
+        bitstream.varint(2**32)
 
 
 def test_huge_latent_shape_is_refused():
@@ -80,10 +92,20 @@ def test_huge_latent_shape_is_refused():
         bitstream.parse(data)
 
 
+VERSION_1_BYTES = (
+    "4c43444301010d6d732d68797065727072696f7200010203040506070000204000020000000300000308020401000000c000"
+    "00002000000030000000040100000080000000080000000c0000000428000000000000000400000001000000616263646162"
+    "6364616263646162636461626364616263646162636461626364616263646162636478797a3107bb72bb70"
+)
+
+
 def test_container_bytes_are_pinned():
-    """Format version 1 must not drift: a change here needs a version bump and a reader for the old layout."""
+    """Format version 2 must not drift: a change here needs a version bump and a reader for the old layout."""
     assert bitstream.write(_container()).hex() == (
-        "4c43444301010d6d732d68797065727072696f7200010203040506070000204000020000000300000308020401000000c000"
-        "00002000000030000000040100000080000000080000000c0000000428000000000000000400000001000000616263646162"
-        "6364616263646162636461626364616263646162636461626364616263646162636478797a3107bb72bb70"
+        "4c43444302010d6d732d68797065727072696f72000102030405060700002040800480060308020401c00120300401800108"
+        "0c04280004016162636461626364616263646162636461626364616263646162636461626364616263646162636478797a3107b0b1a5e1"
     )
+
+
+def test_version_1_files_still_decode():
+    assert bitstream.parse(bytes.fromhex(VERSION_1_BYTES)) == _container()

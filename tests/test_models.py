@@ -26,7 +26,7 @@ def threads(count: int):
 
 
 def test_unknown_family_raises_with_the_known_names():
-    with pytest.raises(CodecError, match="known: entropic-student-cifar, factorized, hyperprior, mean-scale"):
+    with pytest.raises(CodecError, match="known: entropic-student-cifar, entropic-student-efficientnet, factorized, hyperprior, mean-scale"):
         create_model("nope", lambdas=(0.01,))
 
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env python
-"""Accuracy vs bytes per image for split computing on CIFAR-10 (ResNet teacher), plotted and tabled.
+"""Accuracy vs bytes per image for split computing, plotted and tabled.
 
-    python tools/bench_split.py                 # writes tools/results/split_cifar10.{json,md,png}
+    python tools/bench_split.py                          # CIFAR-10, ResNet-20: tools/results/split_cifar10.*
+    python tools/bench_split.py --teacher efficientnet-lite0   # Imagenette: tools/results/split_imagenette.*
 
-Points, on the 1000-image lossless test subset (headline) and on the full 10k test set (a JPEG q75 copy):
-- the teacher on raw input (3072 bytes of RGB);
+CIFAR-10 sets: the 1000-image lossless test subset (headline) and the full 10k test set (a JPEG q75 copy).
+Imagenette sets: the 500 images the teacher never saw (headline) and all 3925 of val (mostly ImageNet-train images,
+a reference only); top-1 is 1000-way, "10-way" takes the argmax over the 10 Imagenette classes.
+Points:
+- the teacher on raw input (bytes of RGB);
 - input compression with JPEG / WebP / AVIF (Pillow, qualities 5..95) and with our image codec, then the teacher
-  (on the full set only JPEG and WebP by default: AVIF takes ~10 ms per tiny image);
-- the teacher's layer1 feature quantized to 8 bits (min/max per image) without entropy coding;
+  (on the second set only JPEG and WebP by default);
+- the teacher's split-point feature quantized to 8 bits (min/max per image) without entropy coding;
 - each shipped Entropic Student (`kind = feature` cards): container bytes per image (one container per image,
   header included) and the entropy-coded payload alone.
 Also: device encode vs the whole teacher on the device (ms/image, batch 1, 1 thread, side by side), server
@@ -32,24 +36,108 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec import bitstream  # noqa: E402
 from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes  # noqa: E402
-from codec.split.data import cifar_split, teacher_path  # noqa: E402
-from codec.split.resnet import CifarResNet, load_teacher, normalize  # noqa: E402
+from codec.split import efficientnet  # noqa: E402
+from codec.split.data import cifar_split, imagenette_split, teacher_path  # noqa: E402
+from codec.split.resnet import load_teacher, normalize  # noqa: E402
 from codec.split.runtime import DeviceEncoder, ServerDecoder  # noqa: E402
 from codec.split.server import local_server  # noqa: E402
 from codec.zoo import model_cards  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RAW_BYTES = 32 * 32 * 3
 
 
 def as_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
 
 
+class CifarBench:
+    """A CIFAR-10 ResNet teacher split after layer1."""
+
+    title, feature_name, chunk = "CIFAR-10", "layer1", 500
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.model = load_teacher(teacher_path(depth), depth)
+        self.label = f"ResNet-{depth}"
+        self.output = RESULTS / "split_cifar10"
+
+    def is_student(self, card) -> bool:
+        return card.family == "entropic-student-cifar" and card.config.get("depth") == self.depth
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(normalize(x))
+
+    def split_feature(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.head(normalize(x))
+
+    def tail(self, feature: torch.Tensor) -> torch.Tensor:
+        return self.model.tail(feature)
+
+    def correct(self, logits: torch.Tensor, labels: np.ndarray) -> dict[str, int]:
+        return {"accuracy": int((logits.argmax(1).numpy() == labels).sum())}
+
+    def sets(self, second_set: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        sets = {"lossless test subset": cifar_split("lossless-test")}
+        if second_set:
+            images, labels = cifar_split("test")
+            chosen = np.linspace(0, len(images) - 1, min(second_set, len(images))).astype(int)  # sorted by class
+            sets["full test set (JPEG q75 copy)"] = (images[chosen], labels[chosen])
+        return sets
+
+
+class ImagenetteBench:
+    """EfficientNet-Lite0 (ImageNet-1k) split after block 4; 1000-way and 10-way top-1."""
+
+    title, feature_name, chunk = "Imagenette", "block-4", 50
+
+    def __init__(self) -> None:
+        self.model = efficientnet.load_efficientnet_lite0()
+        self.label = "EfficientNet-Lite0"
+        self.output = RESULTS / "split_imagenette"
+        self.ten_way = torch.tensor(efficientnet.IMAGENETTE_CLASSES)
+
+    def is_student(self, card) -> bool:
+        return card.family == "entropic-student-efficientnet"
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(efficientnet.normalize_lite(x))
+
+    def split_feature(self, x: torch.Tensor) -> torch.Tensor:
+        head = efficientnet.head(self.model, x)
+        return efficientnet.run_blocks(self.model, head, efficientnet.HEAD_BLOCKS, efficientnet.SPLIT_BLOCKS)
+
+    def tail(self, feature: torch.Tensor) -> torch.Tensor:
+        return efficientnet.classify(self.model, efficientnet.tail_stages(self.model, feature)[-1])
+
+    def correct(self, logits: torch.Tensor, labels: np.ndarray) -> dict[str, int]:
+        ten_way = self.ten_way[logits[:, self.ten_way].argmax(1)].numpy()
+        return {"accuracy": int((logits.argmax(1).numpy() == labels).sum()), "accuracy_10way": int((ten_way == labels).sum())}
+
+    def sets(self, second_set: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        sets = {"500 teacher-unseen images": imagenette_split("unseen")}
+        if second_set:
+            sets["all of val (mostly ImageNet-train)"] = imagenette_split("val", limit=second_set)
+        return sets
+
+
+Teacher = CifarBench | ImagenetteBench
+
+
+def add_counts(total: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
+    return {key: total.get(key, 0) + value for key, value in counts.items()}
+
+
+def rates(counts: dict[str, int], images: int) -> dict[str, float]:
+    return {key: value / images for key, value in counts.items()}
+
+
 @torch.no_grad()
-def teacher_accuracy(teacher: CifarResNet, images: np.ndarray, labels: np.ndarray) -> float:
-    predictions = [teacher(normalize(as_tensor(images[i : i + 500]))).argmax(1) for i in range(0, len(images), 500)]
-    return float((torch.cat(predictions).numpy() == labels).mean())
+def teacher_accuracy(teacher: Teacher, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    counts: dict[str, int] = {}
+    for i in range(0, len(images), teacher.chunk):
+        counts = add_counts(counts, teacher.correct(teacher.logits(as_tensor(images[i : i + teacher.chunk])),
+                                                    labels[i : i + teacher.chunk]))
+    return rates(counts, len(images))
 
 
 def input_compression(name: str, encode, decode, qualities, images, labels, teacher) -> list[dict]:
@@ -62,34 +150,34 @@ def input_compression(name: str, encode, decode, qualities, images, labels, teac
             sizes.append(len(data))
             decoded.append(np.asarray(decode(data).convert("RGB")))
         points.append({"quality": quality, "bytes": float(np.mean(sizes)),
-                       "accuracy": teacher_accuracy(teacher, np.stack(decoded), labels)})
+                       **teacher_accuracy(teacher, np.stack(decoded), labels)})
     return points
 
 
 @torch.no_grad()
-def quantized_feature(teacher: CifarResNet, images: np.ndarray, labels: np.ndarray) -> dict:
+def quantized_feature(teacher: Teacher, images: np.ndarray, labels: np.ndarray) -> dict:
     """The split-point feature as 8-bit integers (per-image min/max, 2 float32 side values), no entropy coding."""
-    correct = 0
-    for start in range(0, len(images), 500):
-        feature = teacher.head(normalize(as_tensor(images[start : start + 500])))
+    counts: dict[str, int] = {}
+    for start in range(0, len(images), teacher.chunk):
+        feature = teacher.split_feature(as_tensor(images[start : start + teacher.chunk]))
         low = feature.amin(dim=(1, 2, 3), keepdim=True)
         step = (feature.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-8) / 255
         restored = torch.round((feature - low) / step) * step + low
-        correct += int((teacher.tail(restored).argmax(1).numpy() == labels[start : start + 500]).sum())
+        counts = add_counts(counts, teacher.correct(teacher.tail(restored), labels[start : start + teacher.chunk]))
     elements = int(np.prod(feature.shape[1:]))
-    return {"bytes": float(elements + 8), "accuracy": correct / len(images)}
+    return {"bytes": float(elements + 8), **rates(counts, len(images))}
 
 
-def student_point(name: str, images: np.ndarray, labels: np.ndarray) -> dict:
+def student_point(name: str, teacher: Teacher, images: np.ndarray, labels: np.ndarray) -> dict:
     device, server = DeviceEncoder(name), ServerDecoder(name)
-    sizes, payloads, predictions = [], [], []
+    sizes, payloads, logits = [], [], []
     for array in tqdm(images, desc=f"student {name}", leave=False):
         data = device.encode(array)
         sizes.append(len(data))
         payloads.append(sum(len(section) for section in bitstream.parse(data).sections))
-        predictions.append(int(server.decode(data).argmax(1)))
+        logits.append(server.decode(data))
     return {"model": name, "bytes": float(np.mean(sizes)), "payload_bytes": float(np.mean(payloads)),
-            "accuracy": float((np.array(predictions) == labels).mean())}
+            **rates(teacher.correct(torch.cat(logits), labels), len(images))}
 
 
 def bytes_at_accuracy(points: list[dict], accuracy: float) -> float | None:
@@ -130,6 +218,23 @@ def count_macs(module: torch.nn.Module, x: torch.Tensor) -> int:
     return total
 
 
+class DeviceMacs(torch.nn.Module):
+    """What the device runs before entropy coding (for EfficientNet, the teacher's first blocks + the encoder)."""
+
+    def __init__(self, student: torch.nn.Module) -> None:
+        super().__init__()
+        self.student = student
+        self.parts = torch.nn.ModuleList([student.encoder] + (
+            [student.teacher._conv_stem, *student.teacher._blocks[: efficientnet.HEAD_BLOCKS]]
+            if hasattr(student, "teacher") else []))
+
+    def parameters(self, recurse: bool = True):
+        return self.parts.parameters(recurse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student.analysis(x)
+
+
 def median_ms(function, inputs: list) -> float:
     for item in inputs[:5]:
         function(item)
@@ -141,7 +246,7 @@ def median_ms(function, inputs: list) -> float:
     return float(np.median(times) * 1e3)
 
 
-def speed(name: str, teacher: CifarResNet, images: np.ndarray) -> dict:
+def speed(name: str, teacher: Teacher, images: np.ndarray) -> dict:
     """Side by side at batch 1 on one thread: device encode (encoder + entropy coding + container) vs the teacher."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -149,16 +254,18 @@ def speed(name: str, teacher: CifarResNet, images: np.ndarray) -> dict:
     singles = [images[i] for i in range(len(images))]
     encoded = [device.encode(image) for image in singles]
     with torch.no_grad():
-        teacher_ms = median_ms(lambda image: teacher(normalize(as_tensor(image[None]))), singles)
+        teacher_ms = median_ms(lambda image: teacher.logits(as_tensor(image[None])), singles)
+    size = images.shape[1]
+    device_part = DeviceMacs(device.model)
     result = {
         "threads": 1,
         "device_encode_ms": median_ms(device.encode, singles),
         "teacher_on_device_ms": teacher_ms,
         "server_decode_and_tail_ms": median_ms(server.decode, encoded),
-        "encoder_parameters": sum(p.numel() for p in device.model.encoder.parameters()),
-        "encoder_macs": count_macs(device.model.encoder, torch.zeros(1, 3, 32, 32)),
-        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
-        "teacher_macs": count_macs(teacher, torch.zeros(1, 3, 32, 32)),
+        "encoder_parameters": sum(p.numel() for p in device_part.parameters()),
+        "encoder_macs": count_macs(device_part, torch.zeros(1, 3, size, size)),
+        "teacher_parameters": sum(p.numel() for p in teacher.model.parameters()),
+        "teacher_macs": count_macs(teacher.model, torch.zeros(1, 3, size, size)),
     }
     torch.set_num_threads(threads)
     result["encode_speedup_vs_teacher"] = result["teacher_on_device_ms"] / result["device_encode_ms"]
@@ -182,11 +289,12 @@ def http_latency(name: str, images: np.ndarray) -> dict:
             "p99_ms": float(np.percentile(latencies, 99))}
 
 
-def evaluate_set(label: str, images: np.ndarray, labels: np.ndarray, teacher: CifarResNet, students: list[str],
+def evaluate_set(label: str, images: np.ndarray, labels: np.ndarray, teacher: Teacher, students: list[str],
                  codecs: list[str], own_codec: bool) -> dict:
-    result = {"images": len(images), "teacher": {"bytes": float(RAW_BYTES), "accuracy": teacher_accuracy(teacher, images, labels)},
+    result = {"images": len(images), "teacher": {"bytes": float(np.prod(images.shape[1:])),
+                                                 **teacher_accuracy(teacher, images, labels)},
               "input_compression": {}, "quantized_feature_8bit": quantized_feature(teacher, images, labels),
-              "students": [student_point(name, images, labels) for name in students]}
+              "students": [student_point(name, teacher, images, labels) for name in students]}
     for name in codecs:
         result["input_compression"][name] = input_compression(
             name, baseline_encoder(name), decode_bytes, BASELINE_QUALITIES, images, labels, teacher)
@@ -210,25 +318,34 @@ def evaluate_set(label: str, images: np.ndarray, labels: np.ndarray, teacher: Ci
     return result
 
 
+def accuracy_cells(point: dict) -> str:
+    return " | ".join(f"{point[key]:.2%}" for key in ("accuracy", "accuracy_10way") if key in point)
+
+
 def write_markdown(results: dict, path: Path) -> None:
-    lines = ["# Split computing on CIFAR-10: accuracy vs bytes per image", "",
-             "Produced by `python tools/bench_split.py`. Bytes are what goes on the wire per image (one container "
-             "per image, header included); 'payload' is the entropy-coded part alone.", ""]
+    ten_way = "accuracy_10way" in next(iter(results["sets"].values()))["teacher"]
+    header, rule = ("| method | bytes/image | top-1 | 10-way |", "|---|---|---|---|") if ten_way else \
+        ("| method | bytes/image | top-1 |", "|---|---|---|")
+    lines = [f"# Split computing on {results['title']} ({results['teacher']} teacher): accuracy vs bytes per image",
+             "", f"Produced by `python tools/bench_split.py --teacher {results['teacher_arg']}`. Bytes are what goes "
+             "on the wire per image (one container per image, header included); 'payload' is the entropy-coded part "
+             "alone.", ""]
     for label, data in results["sets"].items():
-        lines += [f"## {label} ({data['images']} images)", "", "| method | bytes/image | top-1 |", "|---|---|---|",
-                  f"| teacher, raw input | {data['teacher']['bytes']:.0f} | {data['teacher']['accuracy']:.2%} |",
-                  f"| layer1 feature, 8-bit, no entropy coding | {data['quantized_feature_8bit']['bytes']:.0f} | "
-                  f"{data['quantized_feature_8bit']['accuracy']:.2%} |"]
+        feature = data["quantized_feature_8bit"]
+        lines += [f"## {label} ({data['images']} images)", "", header, rule,
+                  f"| teacher, raw input | {data['teacher']['bytes']:.0f} | {accuracy_cells(data['teacher'])} |",
+                  f"| {results['feature_name']} feature, 8-bit, no entropy coding | {feature['bytes']:.0f} | "
+                  f"{accuracy_cells(feature)} |"]
         for student in data["students"]:
             ratio = student["byte_ratio_vs_best_input_codec"]
             versus = (f"; best input codec ({student['best_input_codec_at_equal_accuracy']}) needs "
                       f"{student['input_bytes_at_equal_accuracy']:.0f} B = {ratio:.1f}x" if ratio else
                       "; no input codec reaches this accuracy")
             lines.append(f"| {student['model']} (payload {student['payload_bytes']:.0f} B{versus}) | "
-                         f"{student['bytes']:.0f} | {student['accuracy']:.2%} |")
+                         f"{student['bytes']:.0f} | {accuracy_cells(student)} |")
         for name, points in data["input_compression"].items():
             for point in points:
-                lines.append(f"| {name} q{point['quality']} | {point['bytes']:.0f} | {point['accuracy']:.2%} |")
+                lines.append(f"| {name} q{point['quality']} | {point['bytes']:.0f} | {accuracy_cells(point)} |")
         lines.append("")
     lines += ["## Speed (batch 1, 1 thread, this CPU)", "", "| model | device encode ms | teacher on device ms | "
               "speed-up | server decode+tail ms | encoder params | encoder MMACs | teacher MMACs | HTTP p50 / p99 ms |",
@@ -257,9 +374,9 @@ def plot(results: dict, path: Path) -> None:
         axis.plot([s["bytes"] for s in students], [100 * s["accuracy"] for s in students], "s-", color="black",
                   label="Entropic Student (ours)")
         axis.scatter([data["quantized_feature_8bit"]["bytes"]], [100 * data["quantized_feature_8bit"]["accuracy"]],
-                     marker="^", label="8-bit layer1 feature")
+                     marker="^", label=f"8-bit {results['feature_name']} feature")
         axis.axhline(100 * data["teacher"]["accuracy"], color="gray", ls="--", label="teacher, raw input")
-        axis.set(xscale="log", xlabel="bytes per image", ylabel="top-1 accuracy (%)", title=f"CIFAR-10 {label}")
+        axis.set(xscale="log", xlabel="bytes per image", ylabel="top-1 accuracy (%)", title=f"{results['title']} {label}")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7)
     figure.tight_layout()
@@ -268,36 +385,38 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--teacher", default="resnet20", help="resnet20/32/44/56 (CIFAR-10) or efficientnet-lite0")
     parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"])
-    parser.add_argument("--full-test", type=int, default=10000, help="images of the 10k JPEG test set (0: skip)")
-    parser.add_argument("--full-test-codecs", nargs="*", default=["jpeg", "webp"],
-                        help="input codecs also run on the full test set (AVIF costs ~10 ms per 32x32 image)")
+    parser.add_argument("--second-set", type=int, default=10000,
+                        help="images of the second set (CIFAR: full 10k JPEG test set; Imagenette: all val; 0: skip)")
+    parser.add_argument("--second-set-codecs", nargs="*", default=["jpeg", "webp"],
+                        help="input codecs also run on the second set (AVIF costs ~10 ms per 32x32 image)")
+    parser.add_argument("--own-codec", action=argparse.BooleanOptionalAction, default=True,
+                        help="input compression with our image codec on the first set")
+    parser.add_argument("--speed-images", type=int, default=200)
     parser.add_argument("--requests", type=int, default=200, help="HTTP requests for the latency figure")
-    parser.add_argument("--out", type=Path, default=RESULTS / "split_cifar10")
+    parser.add_argument("--out", type=Path, help="output stem (default tools/results/split_<dataset>)")
     args = parser.parse_args()
-    teacher = load_teacher(teacher_path(args.depth), args.depth)
-    students = sorted(card.name for card in model_cards().values()
-                      if card.kind == "feature" and card.config.get("depth") == args.depth)
-    sets = {"lossless test subset": cifar_split("lossless-test")}
-    if args.full_test:
-        images, labels = cifar_split("test")
-        chosen = np.linspace(0, len(images) - 1, min(args.full_test, len(images))).astype(int)  # sorted by class
-        sets["full test set (JPEG q75 copy)"] = (images[chosen], labels[chosen])
-    results = {"teacher": f"ResNet-{args.depth}", "sets": {}, "speed": {}, "http": {}}
+    teacher: Teacher = ImagenetteBench() if args.teacher == "efficientnet-lite0" else CifarBench(int(args.teacher[6:]))
+    out = args.out or teacher.output
+    students = sorted(card.name for card in model_cards().values() if teacher.is_student(card))
+    sets = teacher.sets(args.second_set)
+    results = {"title": teacher.title, "teacher": teacher.label, "teacher_arg": args.teacher,
+               "feature_name": teacher.feature_name, "sets": {}, "speed": {}, "http": {}}
     for index, (label, (images, labels)) in enumerate(sets.items()):
-        codecs = args.codecs if index == 0 else [c for c in args.codecs if c in args.full_test_codecs]
-        results["sets"][label] = evaluate_set(label, images, labels, teacher, students, codecs, index == 0)
-    speed_images = sets["lossless test subset"][0][:200]
+        codecs = args.codecs if index == 0 else [c for c in args.codecs if c in args.second_set_codecs]
+        results["sets"][label] = evaluate_set(label, images, labels, teacher, students, codecs,
+                                              index == 0 and args.own_codec)
+    first_images = next(iter(sets.values()))[0]
     for name in students:
-        results["speed"][name] = speed(name, teacher, speed_images)
+        results["speed"][name] = speed(name, teacher, first_images[: args.speed_images])
         if args.requests:
-            results["http"][name] = http_latency(name, sets["lossless test subset"][0][: args.requests])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    write_markdown(results, args.out.with_suffix(".md"))
-    plot(results, args.out.with_suffix(".png"))
-    print(args.out.with_suffix(".md").read_text())
+            results["http"][name] = http_latency(name, first_images[: args.requests])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    write_markdown(results, out.with_suffix(".md"))
+    plot(results, out.with_suffix(".png"))
+    print(out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-if ! .venv/bin/python -c "import torch, torchvision, compressai, constriction, pytest" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision, compressai, constriction, pytest, efficientnet_lite_pytorch" 2>/dev/null; then
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/pip install --quiet -e ".[dev]"
+  .venv/bin/pip install --quiet -e ".[dev,imagenet]"
 else
   .venv/bin/pip install --quiet --no-deps -e .
 fi

@@ -1,14 +1,16 @@
 #!/usr/bin/env python
-"""Train an Entropic Student bottleneck for a CIFAR-10 ResNet teacher (Matsubara et al., WACV 2022).
+"""Train an Entropic Student bottleneck (Matsubara et al., WACV 2022; BottleFit, WoWMoM 2022) for a teacher.
 
-    python tools/train_split.py --beta 2e-4 --out runs/es-b2e-4 --name es-resnet20-mid
+    python tools/train_split.py --beta 2e-4 --out runs/es-b2e-4 --name es-r20-mid          # CIFAR-10 ResNet-20
+    python tools/train_split.py --teacher efficientnet-lite0 --beta 1e-4 --batch 16 --latent 48 \
+        --stage1-steps 4000 --stage2-steps 1000 --lr 1e-3 --out runs/es-lite0 --name es-lite0-mid  # Imagenette
 
-Stage 1, head distillation: encoder + entropy model + decoder learn to reproduce the teacher's feature after
-layer1 and its later stages (sum of MSEs through the frozen tail) plus beta * bits per image. No labels needed.
-Stage 2, knowledge distillation: encoder and entropy model frozen; decoder and tail learn from the teacher's
-soft labels (temperature T) and the true labels. Data: CIFAR-10 train (50k, JPEG q75 copy), random crops with
-4-pixel padding and flips; validation on the 1000-image lossless test subset. Resumable (<out>/checkpoint.pt);
-with --name the result is frozen into weights/NAME.safetensors and models/NAME.toml.
+Stage 1, head distillation: encoder + entropy model + decoder learn to reproduce the teacher's feature at the
+split point and its later stages (sum of MSEs through the frozen tail) plus beta * bits per image. No labels needed.
+Stage 2, knowledge distillation: encoder and entropy model frozen; the decoder (and, for CIFAR, the tail) learn
+from the teacher's soft labels (temperature T) and the true labels. Data and validation per teacher: see
+tools/split_tasks.py. Resumable (<out>/checkpoint.pt); with --name the result is frozen into
+weights/NAME.safetensors and models/NAME.toml.
 """
 from __future__ import annotations
 
@@ -27,22 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
-from codec.split.data import cifar_split, teacher_path  # noqa: E402
-from codec.split.resnet import CifarResNet, load_teacher, normalize  # noqa: E402
-from codec.split.student import CifarEntropicStudent  # noqa: E402
+from codec.split.student import EntropicStudent  # noqa: E402
 from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
 from model_card import read_card, write_card  # noqa: E402
-
-
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+from split_tasks import SplitTask, make_task  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depth", type=int, default=20, help="teacher ResNet depth (20, 32, 44, 56)")
+    parser.add_argument("--teacher", default=None, help="resnet20/32/44/56 (CIFAR-10) or efficientnet-lite0 (Imagenette)")
+    parser.add_argument("--depth", type=int, default=20, help="CIFAR ResNet depth when --teacher is not given")
     parser.add_argument("--beta", type=float, required=True, help="weight of bits per image in stage 1")
     parser.add_argument("--latent", type=int, default=24)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--decoder-hidden", type=int, default=96, help="EfficientNet student decoder width")
     parser.add_argument("--stage1-steps", type=int, default=3000)
     parser.add_argument("--stage2-steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=128)
@@ -61,81 +61,64 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random 32x32 crops of the 4-pixel zero-padded batch, half of them flipped."""
-    batch, _, height, width = images.shape
-    padded = F.pad(images, (4, 4, 4, 4))
-    rows = torch.randint(0, 9, (batch,), generator=generator)
-    cols = torch.randint(0, 9, (batch,), generator=generator)
-    crops = torch.stack([padded[i, :, r : r + height, c : c + width] for i, (r, c) in enumerate(zip(rows, cols))])
-    flip = torch.rand(batch, generator=generator) < 0.5
-    crops[flip] = crops[flip].flip(-1)
-    return crops
-
-
 def cosine(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1))))
 
 
-def student_from_teacher(teacher: CifarResNet, args: argparse.Namespace) -> CifarEntropicStudent:
-    student = CifarEntropicStudent(args.depth, args.latent, args.hidden)
-    tail_state = {key: value for key, value in teacher.state_dict().items()
-                  if not key.startswith(("conv1.", "bn1.", "layer1."))}
-    student.tail.load_state_dict(tail_state)
-    return student
-
-
 @torch.no_grad()
-def validate(student: CifarEntropicStudent, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Top-1 accuracy and ideal bytes per image (-log2 p / 8) on the evaluation images, with rounding."""
+def validate(student: EntropicStudent, task: SplitTask) -> dict:
+    """Top-1 accuracy and ideal bytes per image (-log2 p / 8) on the validation images, with rounding."""
     student.eval()
-    correct, bits = 0, 0.0
-    for start in range(0, len(images), 250):
-        x = images[start : start + 250]
-        output = student(x)  # in eval mode the entropy bottleneck rounds around its medians
+    images, labels = task.validation_images, task.validation_labels
+    correct: dict[str, int] = {}
+    bits = 0.0
+    chunk = 25
+    for start in range(0, len(images), chunk):
+        output = student(images[start : start + chunk])  # in eval mode the entropy bottleneck rounds around its medians
         bits += float(-torch.log2(output["likelihoods"].clamp_min(1e-9)).sum())
-        correct += int((output["logits"].argmax(1) == labels[start : start + 250]).sum())
+        for metric, count in task.accuracy(output["logits"], labels[start : start + chunk]).items():
+            correct[metric] = correct.get(metric, 0) + count
     student.train()
     student.tail.eval()
-    return {"accuracy": correct / len(images), "ideal_bytes": bits / 8 / len(images)}
+    return {**{metric: count / len(images) for metric, count in correct.items()}, "ideal_bytes": bits / 8 / len(images)}
 
 
-def export(student: CifarEntropicStudent, args: argparse.Namespace, log: list[dict], seconds: float) -> None:
+def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, log: list[dict], seconds: float) -> None:
     student.eval()
     student.update()
     weights_file = f"{args.name}.safetensors"
     sha256 = save_weights(student, PROJECT_ROOT / "weights" / weights_file)
     card = read_card(args.name)
     final = log[-1]["validation"] if log else {}
+    fields = task.card_fields(args)
     card.update({
         "name": args.name,
-        "family": "entropic-student-cifar",
+        "family": task.family,
         "kind": "feature",
-        "summary": f"Entropic Student for CIFAR-10 ResNet-{args.depth}, split after layer1, beta {args.beta:g}",
+        "summary": fields["summary"],
         "weights": weights_file,
         "sha256": sha256,
         "default_quality": 0.0,
-        "labels": CIFAR10_CLASSES,
-        "config": {"depth": args.depth, "latent": args.latent, "hidden": args.hidden},
+        "labels": fields["labels"],
+        "config": fields["config"],
         "architecture": {
-            "description": "encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; factorized prior; "
-            "decoder 3x3 conv + IGDN, 2 transposed 5x5 stride-2 convs to the 16x32x32 layer1 feature; teacher tail "
-            "(layer2, layer3, linear) fine-tuned",
-            "parameters": sum(p.numel() for p in student.parameters()),
+            "description": fields["description"],
+            "parameters": sum(p.numel() for p in student.state_dict().values()),
             "encoder_parameters": sum(p.numel() for p in student.encoder.parameters()),
-            "teacher": f"akamaster ResNet-{args.depth} (BSD-2-Clause), ../shared/data/cifar10-teachers",
+            "teacher": fields["teacher"],
             "entropy_coding": "constriction ANS, one factorized table per latent channel",
         },
         "training": {
             "script": "tools/train_split.py",
-            "command": f"python tools/train_split.py --depth {args.depth} --beta {args.beta:g} --latent {args.latent} "
+            "command": f"python tools/train_split.py --teacher {task.name} --beta {args.beta:g} --latent {args.latent} "
             f"--hidden {args.hidden} --stage1-steps {args.stage1_steps} --stage2-steps {args.stage2_steps} "
             f"--batch {args.batch} --lr {args.lr:g} --out {args.out} --name {args.name}",
-            "data": "CIFAR-10 train (50k, the JPEG q75 copy in ../shared/data/cifar10), crops + flips",
-            "stage1": "head distillation: sum of feature MSEs (layer1, layer2, layer3) + beta * bits/image",
-            "stage2": f"KD with encoder frozen: 0.5 CE + 0.5 T^2 KL, T={args.temperature:g}",
+            "data": fields["data"],
+            "stage1": fields["stage1"],
+            "stage2": f"KD with encoder frozen ({fields['stage2_trains']} trained): 0.5 CE + 0.5 T^2 KL, "
+            f"T={args.temperature:g}",
             "wall_time_hours": round(seconds / 3600, 3),
-            "final_validation_lossless_test1000": final,
+            f"final_validation_{task.validation_name}": final,
         },
     })
     write_card(args.name, card)
@@ -149,10 +132,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     bf16 = use_bf16() if args.bf16 == "auto" else args.bf16 == "on"
-    teacher = load_teacher(teacher_path(args.depth), args.depth)
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
-    student = student_from_teacher(teacher, args)
+    task = make_task(args.teacher or f"resnet{args.depth}")
+    student = task.build_student(args)
     checkpoint_path = args.out / "checkpoint.pt"
     total = args.stage1_steps + args.stage2_steps
     state = torch.load(checkpoint_path, weights_only=True) if checkpoint_path.exists() else None
@@ -162,16 +143,9 @@ def main() -> None:
     if state is None and args.init_run:
         student.load_state_dict(torch.load(args.init_run / "checkpoint.pt", weights_only=True)["model"])
         step = args.stage1_steps
-    train_images, train_labels = cifar_split("train")
-    lossless_images, lossless_labels = cifar_split("lossless-train")
-    lossless_images = torch.from_numpy(lossless_images).permute(0, 3, 1, 2).contiguous()
-    lossless_labels = torch.from_numpy(lossless_labels)
-    lossless_count = int(round(args.lossless_share * args.batch))
-    train_images = torch.from_numpy(train_images).permute(0, 3, 1, 2).contiguous()
-    train_labels = torch.from_numpy(train_labels)
-    test_images, test_labels = cifar_split("lossless-test")
-    test_images = torch.from_numpy(test_images).permute(0, 3, 1, 2).float() / 255
-    test_labels = torch.from_numpy(test_labels)
+    train_images, train_labels = task.train_images, task.train_labels
+    lossless_images, lossless_labels = task.lossless_images, task.lossless_labels
+    lossless_count = int(round(args.lossless_share * args.batch)) if len(lossless_images) else 0
     log_path = args.out / "log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     log = [record for record in log if "validation" in record]
@@ -179,14 +153,17 @@ def main() -> None:
 
     def optimizer_for(stage: int) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
         if stage == 1:
-            params = [p for n, p in student.named_parameters() if not n.startswith("tail.") and not n.endswith("quantiles")]
+            params = [p for n, p in student.named_parameters()
+                      if not n.startswith(("tail.", "teacher.")) and not n.endswith("quantiles")]
             student.tail.requires_grad_(False)
             aux = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=1e-3)
             return torch.optim.Adam(params, lr=args.lr), aux
         student.encoder.requires_grad_(False)
         student.entropy_bottleneck.requires_grad_(False)
-        student.tail.requires_grad_(True)
-        params = list(student.decoder.parameters()) + list(student.tail.parameters())
+        params = list(student.decoder.parameters())
+        if task.stage2_trains_tail:
+            student.tail.requires_grad_(True)
+            params += list(student.tail.parameters())
         return torch.optim.Adam(params, lr=args.lr / 5), None
 
     stage = 1 if step < args.stage1_steps else 2
@@ -210,13 +187,10 @@ def main() -> None:
             for group in optimizer.param_groups:
                 group["lr"] = cosine(in_stage, args.stage1_steps if stage == 1 else args.stage2_steps, peak)
             index = torch.randint(0, len(train_images), (args.batch - lossless_count,), generator=generator)
-            extra = torch.randint(0, len(lossless_images), (lossless_count,), generator=generator)
-            x = augment(torch.cat([train_images[index], lossless_images[extra]]).float() / 255, generator)
+            extra = torch.randint(0, max(len(lossless_images), 1), (lossless_count,), generator=generator)
+            x = task.augment(torch.cat([train_images[index], lossless_images[extra]]).float() / 255, generator)
             labels = torch.cat([train_labels[index], lossless_labels[extra]])
-            with torch.no_grad():
-                target_feature = teacher.head(normalize(x))
-                target_stages = [target_feature, *teacher.tail_stages(target_feature)]
-                teacher_logits = teacher.classify(target_stages[-1])
+            target_stages, teacher_logits = task.teacher_outputs(x)
             output = student(x, bf16=bf16)
             bits = -torch.log2(output["likelihoods"]).sum() / args.batch
             if stage == 1:
@@ -242,7 +216,7 @@ def main() -> None:
                 progress.set_postfix(stage=stage, distill=f"{float(distill.detach()):.4f}", bytes=f"{float(bits.detach()) / 8:.1f}")
             if step % args.validate_every == 0 or step == total or step == args.stage1_steps:
                 record = {"step": step, "stage": stage, "distill": float(distill.detach()), "train_bytes": float(bits.detach()) / 8,
-                          "seconds": time.time() - started, "validation": validate(student, test_images, test_labels)}
+                          "seconds": time.time() - started, "validation": validate(student, task)}
                 log.append(record)
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
@@ -254,7 +228,7 @@ def main() -> None:
                 (args.out / "checkpoint.tmp").replace(checkpoint_path)
     progress.close()
     if args.name:
-        export(student, args, log, time.time() - started)
+        export(student, task, args, log, time.time() - started)
 
 
 if __name__ == "__main__":

