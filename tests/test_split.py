@@ -36,16 +36,20 @@ def test_teacher_rebuild_matches_published_accuracy():
     assert accuracy > 0.88  # SOURCE.md: 91.5 % on all 1000
 
 
-def test_untrained_student_decodes_exactly_what_it_trained_on():
+@pytest.mark.parametrize("prior", ["factorized", "hyperprior"])
+def test_untrained_student_decodes_exactly_what_it_trained_on(prior):
     from codec.image.base import LatentStreams
     from codec.split.student import CifarEntropicStudent
 
     torch.manual_seed(0)
-    student = CifarEntropicStudent(latent=8, hidden=16).eval()
+    student = CifarEntropicStudent(latent=8, hidden=16, prior=prior, hyper_channels=4).eval()
     student.update()
     x = torch.from_numpy(_images(3)).permute(0, 3, 1, 2).float() / 255
     streams = student.compress(x)
-    assert streams.shapes == [(3, 8, 8, 8)]
+    assert streams.shapes == ([(3, 8, 8, 8)] if prior == "factorized" else [(3, 8, 8, 8), (3, 4, 4, 4)])
+    assert len(streams.sections) == (2 if prior == "factorized" else 4)
+    with pytest.raises(CodecError, match="sections"):
+        student.decompress(LatentStreams(streams.sections[:1], streams.shapes), 32, 32)
     logits = student.decompress(LatentStreams(streams.sections, streams.shapes), 32, 32)
     with torch.no_grad():
         expected = student(x)["logits"]  # eval mode: rounding around the medians, as coded

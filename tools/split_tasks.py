@@ -23,6 +23,13 @@ def as_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
+def prior_config(args: argparse.Namespace) -> dict:
+    """Constructor arguments for the latent's prior (none for the default factorized prior: older cards stay valid)."""
+    if args.prior == "factorized":
+        return {}
+    return {"prior": args.prior, **({"hyper_channels": args.hyper_channels} if args.hyper_channels else {})}
+
+
 @dataclass
 class SplitTask:
     """What differs between teachers; tools/train_split.py does the rest."""
@@ -70,7 +77,7 @@ class CifarTask(SplitTask):
         self.lossless_images, self.lossless_labels = as_tensor(lossless_images), torch.from_numpy(lossless_labels)
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
-        student = CifarEntropicStudent(self.depth, args.latent, args.hidden)
+        student = CifarEntropicStudent(self.depth, args.latent, args.hidden, **prior_config(args))
         tail_state = {key: value for key, value in self.teacher.state_dict().items()
                       if not key.startswith(("conv1.", "bn1.", "layer1."))}
         student.tail.load_state_dict(tail_state)
@@ -97,7 +104,7 @@ class CifarTask(SplitTask):
         return {
             "summary": f"Entropic Student for CIFAR-10 ResNet-{self.depth}, split after layer1, beta {args.beta:g}",
             "labels": CIFAR10_CLASSES,
-            "config": {"depth": self.depth, "latent": args.latent, "hidden": args.hidden},
+            "config": {"depth": self.depth, "latent": args.latent, "hidden": args.hidden, **prior_config(args)},
             "description": "encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; factorized prior; "
             "decoder 3x3 conv + IGDN, 2 transposed 5x5 stride-2 convs to the 16x32x32 layer1 feature; teacher tail "
             "(layer2, layer3, linear) fine-tuned",
@@ -126,7 +133,7 @@ class ImagenetteTask(SplitTask):
         self.ten_way = torch.tensor(efficientnet.IMAGENETTE_CLASSES)
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
-        return EfficientNetEntropicStudent(args.latent, args.hidden, args.decoder_hidden)
+        return EfficientNetEntropicStudent(args.latent, args.hidden, args.decoder_hidden, **prior_config(args))
 
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -154,7 +161,8 @@ class ImagenetteTask(SplitTask):
         return {
             "summary": f"Entropic Student for EfficientNet-Lite0 (ImageNet-1k), split after block 4, beta {args.beta:g}",
             "labels": list(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]),  # ImageNet-1k names, offline
-            "config": {"latent": args.latent, "hidden": args.hidden, "decoder_hidden": args.decoder_hidden},
+            "config": {"latent": args.latent, "hidden": args.hidden, "decoder_hidden": args.decoder_hidden,
+                       **prior_config(args)},
             "description": "device: teacher stem + blocks 0-2 (frozen), encoder 3x3 stride-2 conv + GDN, 3x3 conv + "
             "GDN, 3x3 conv to a latent x 28x28; factorized prior; server: decoder 3x3 conv + IGDN, 3x3 conv + ReLU, "
             "1x1 conv to block 4's 40x28x28 output, then the frozen teacher (blocks 5-15, head, fc)",

@@ -43,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latent", type=int, default=24)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--decoder-hidden", type=int, default=96, help="EfficientNet student decoder width")
+    parser.add_argument("--prior", choices=("factorized", "hyperprior"), default="factorized")
+    parser.add_argument("--hyper-channels", type=int, default=None, help="z channels with --prior hyperprior")
     parser.add_argument("--stage1-steps", type=int, default=3000)
     parser.add_argument("--stage2-steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=128)
@@ -106,12 +108,14 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             "parameters": sum(p.numel() for p in student.state_dict().values()),
             "encoder_parameters": sum(p.numel() for p in student.encoder.parameters()),
             "teacher": fields["teacher"],
-            "entropy_coding": "constriction ANS, one factorized table per latent channel",
+            "entropy_coding": "constriction ANS, one factorized table per latent channel" if args.prior == "factorized"
+            else "constriction ANS: z factorized (one table per channel), y Gaussian tables indexed by an exact "
+            "mean-scale h_s",
         },
         "training": {
             "script": "tools/train_split.py",
             "command": f"python tools/train_split.py --teacher {task.name} --beta {args.beta:g} --latent {args.latent} "
-            f"--hidden {args.hidden} --stage1-steps {args.stage1_steps} --stage2-steps {args.stage2_steps} "
+            f"--hidden {args.hidden} --prior {args.prior} --stage1-steps {args.stage1_steps} --stage2-steps {args.stage2_steps} "
             f"--batch {args.batch} --lr {args.lr:g} --out {args.out} --name {args.name}",
             "data": fields["data"],
             "stage1": fields["stage1"],

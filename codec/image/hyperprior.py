@@ -9,19 +9,14 @@
 """
 from __future__ import annotations
 
-from fractions import Fraction
-
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
 from codec.errors import CodecError
-from codec.entropy.coder import decode_symbols, encode_symbols
-from codec.entropy.factorized import FactorizedLatent, build_factorized_tables, decode_factorized, encode_factorized
-from codec.entropy.gaussian import build_gaussian_tables, default_scale_table, scale_indices
+from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
+from codec.entropy.hyper import HyperLatent
 from codec.image import transforms
 from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
-from codec.image.tiling import tiled
-from codec.nn.exact import ExactSequential
 
 
 class FactorizedPrior(FactorizedLatent, VariableRateImageModel):
@@ -65,13 +60,10 @@ class FactorizedPrior(FactorizedLatent, VariableRateImageModel):
         return [(1, self.gains.log_gain.shape[1], rows, cols)]
 
 
-class ScaleHyperprior(VariableRateImageModel):
+class ScaleHyperprior(HyperLatent, VariableRateImageModel):
     """Ballé et al. (ICLR 2018): a hyper-latent z predicts the scale of each y element; z is factorized."""
 
     stride = 64
-    table_names = ("y", "z")
-    exact_tile = 32  # h_s runs in tiles of 32x32 z positions (128x128 y positions) on large images
-    exact_halo = 4  # z positions of context around each tile (h_s reaches 2)
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
         super().__init__(lambdas, m)
@@ -81,7 +73,6 @@ class ScaleHyperprior(VariableRateImageModel):
         self.h_a, self.h_s = self._hyper_transforms(n, m)
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.gaussian_conditional = GaussianConditional(None)
-        self._exact_h_s: ExactSequential | None = None
 
     def _hyper_transforms(self, n: int, m: int) -> tuple[torch.nn.Module, torch.nn.Module]:
         return transforms.scale_hyper_analysis(n, m), transforms.scale_hyper_synthesis(n, m)
@@ -104,45 +95,14 @@ class ScaleHyperprior(VariableRateImageModel):
         x_hat = self.synthesis(y_hat * inverse_gain)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
-    def aux_loss(self) -> torch.Tensor:
-        return self.entropy_bottleneck.loss()
-
-    # --- inference --------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def update(self) -> None:
-        """Freeze the probability tables (factorized for z, Gaussian for y) used by compress / decompress."""
-        z_tables, medians = build_factorized_tables(self.entropy_bottleneck)
-        scale_table = default_scale_table()
-        self.tables = {"y": build_gaussian_tables(scale_table), "z": z_tables}
-        self.table_tensors = {"z_medians": medians, "scale_table": torch.from_numpy(scale_table)}
-        self._after_tables_loaded()
-
-    def _after_tables_loaded(self) -> None:
-        self._exact_h_s = ExactSequential(self.h_s)
-
-    @torch.no_grad()
-    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scale-table indices and means (float64) for y, computed exactly from z_hat (see codec.nn.exact)."""
-        self.check_ready()
-        if z_hat.shape[-2] * z_hat.shape[-1] > self.exact_tile**2:
-            # exact arithmetic: tiles with a halo give the very same numbers with a fraction of the float64 memory
-            params = tiled(self._exact_h_s, z_hat, Fraction(4), self.exact_tile, self.exact_halo)
-        else:
-            params = self._exact_h_s(z_hat)
-        scales, means = self._split_parameters(params)
-        return scale_indices(scales, self.table_tensors["scale_table"]), means
-
+    # --- inference (coding: codec.entropy.hyper.HyperLatent) -------------------------------------------------
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
         self.check_ready()
         gain, _ = self.gains(self.quality_tensor(quality))
         y = self.analysis(self.pad(x)) * gain
         z = self.h_a(self._hyper_input(y))
-        z_hat, z_stream, z_escapes = encode_factorized(z, self.tables["z"], self.table_tensors["z_medians"])
-        indices, means = self.entropy_parameters(z_hat)
-        y_symbols = torch.round(y.double() - means).long().numpy()
-        y_stream, y_escapes = encode_symbols(y_symbols, indices.numpy(), self.tables["y"])
-        return LatentStreams([y_stream, y_escapes, z_stream, z_escapes], [tuple(y.shape), tuple(z.shape)])
+        return LatentStreams(self.encode_hyper(y, z), [tuple(y.shape), tuple(z.shape)])
 
     @torch.no_grad()
     def decompress(self, streams: LatentStreams, quality: float, height: int, width: int) -> torch.Tensor:
@@ -151,11 +111,7 @@ class ScaleHyperprior(VariableRateImageModel):
         self.expect_shapes(streams, [y_shape, z_shape])
         if len(streams.sections) != 4:
             raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes 4")
-        y_stream, y_escapes, z_stream, z_escapes = streams.sections
-        z_hat = decode_factorized(z_stream, z_escapes, z_shape, self.tables["z"], self.table_tensors["z_medians"])
-        indices, means = self.entropy_parameters(z_hat)
-        y_symbols = decode_symbols(y_stream, y_escapes, indices.numpy(), self.tables["y"])
-        y_hat = (torch.from_numpy(y_symbols).double() + means).float()
+        y_hat = self.decode_hyper(streams.sections, y_shape, z_shape)
         _, inverse_gain = self.gains(self.quality_tensor(quality))
         return self.synthesis(y_hat * inverse_gain)[..., :height, :width].clamp(0, 1)
 

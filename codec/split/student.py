@@ -10,17 +10,24 @@ Two teachers: a CIFAR-10 ResNet (split after layer1, the encoder replaces the wh
 for ImageNet (BottleFit-style: the device keeps the teacher's first blocks, the encoder and decoder replace blocks
 3-4, the split feature is block 4's output).
 
+The latent is coded with a factorized prior (one table per channel) by default, or, with `prior="hyperprior"`,
+with a mean-scale hyperprior (Minnen et al. 2018): a small z (half the resolution) predicts a mean and a scale for
+every latent element; z costs bits too, so it pays only where the latent's statistics vary from image to image.
+
 Training (tools/train_split.py): stage 1 head distillation (feature MSE at the split point and every later stage,
 plus beta * bits); stage 2 knowledge distillation with the encoder and its entropy model frozen.
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
-from compressai.entropy_models import EntropyBottleneck
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from torch import nn
 
 from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
+from codec.entropy.hyper import HyperLatent
 from codec.entropy.frozen import FrozenTables
 from codec.errors import CodecError
 from codec.image.base import LatentStreams, ste_round
@@ -48,17 +55,74 @@ def feature_decoder(latent: int, hidden: int, feature_channels: int) -> nn.Seque
     )
 
 
-class EntropicStudent(FactorizedLatent, FrozenTables, nn.Module):
-    """Shared device / server logic: `analysis` (device, before quantization), `decoder`, `tail`, a factorized prior.
+PRIORS = ("factorized", "hyperprior")
 
-    Subclasses set `input_size` and `latent_stride` and build encoder, decoder and tail."""
+
+class EntropicStudent(FrozenTables, nn.Module):
+    """Shared device / server logic: `analysis` (device, before quantization), `decoder`, `tail`, the prior.
+
+    Subclasses set `input_size` and `latent_stride`, build encoder, decoder and tail, and call `init_prior`."""
 
     input_size: int
     latent_stride: int
+    hyper_upscale = Fraction(2)  # y positions per z position along each side (hyperprior)
+    exact_tile, exact_halo = HyperLatent.exact_tile, HyperLatent.exact_halo
+
+    def init_prior(self, latent: int, prior: str, hyper_channels: int) -> None:
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        self.hyperprior = prior == "hyperprior"
+        if self.hyperprior:
+            self.table_names = HyperLatent.table_names
+            self.h_a = nn.Sequential(
+                nn.Conv2d(latent, latent, 3, 1, 1), nn.LeakyReLU(inplace=True),
+                nn.Conv2d(latent, hyper_channels, 3, 2, 1),
+            )
+            self.h_s = nn.Sequential(
+                nn.ConvTranspose2d(hyper_channels, latent, 4, 2, 1), nn.LeakyReLU(inplace=True),
+                nn.Conv2d(latent, 2 * latent, 3, 1, 1),
+            )
+            self.entropy_bottleneck = EntropyBottleneck(hyper_channels)
+            self.gaussian_conditional = GaussianConditional(None)
+        else:
+            self.table_names = FactorizedLatent.table_names
+            self.entropy_bottleneck = EntropyBottleneck(latent)
+        self.latent_channels = latent
+        self.init_tables()
 
     def analysis(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> the latent y before quantization."""
         raise NotImplementedError
+
+    # --- the prior: FactorizedLatent or HyperLatent, chosen per instance ------------------------------------------
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    def update(self) -> None:
+        (HyperLatent.update if self.hyperprior else FactorizedLatent.update)(self)
+
+    def _after_tables_loaded(self) -> None:
+        if self.hyperprior:
+            HyperLatent._after_tables_loaded(self)
+
+    def _split_parameters(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scales, means = params.chunk(2, 1)
+        return scales, means
+
+    entropy_parameters = HyperLatent.entropy_parameters
+    encode_hyper = HyperLatent.encode_hyper
+    decode_hyper = HyperLatent.decode_hyper
+
+    def prior_likelihoods(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(likelihoods of everything coded, flattened; the centres y is rounded around) in training."""
+        if self.hyperprior:
+            z = self.h_a(y)
+            z_hat, z_likelihoods = self.entropy_bottleneck(z)
+            scales, means = self._split_parameters(self.h_s(z_hat))
+            _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+            return torch.cat([y_likelihoods.flatten(), z_likelihoods.flatten()]), means
+        _, likelihoods = self.entropy_bottleneck(y)
+        return likelihoods.flatten(), self.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
 
     # --- training ---------------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, bf16: bool = False) -> dict:
@@ -68,10 +132,9 @@ class EntropicStudent(FactorizedLatent, FrozenTables, nn.Module):
         with transform_autocast(bf16, images.device):
             y = self.analysis(images)
         y = y.float()
-        _, likelihoods = self.entropy_bottleneck(y)
-        medians = self.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
+        likelihoods, centres = self.prior_likelihoods(y)
         with transform_autocast(bf16, images.device):
-            feature = self.decoder(ste_round(y - medians) + medians)
+            feature = self.decoder(ste_round(y - centres) + centres)
             stages = self.tail.tail_stages(feature)
             logits = self.tail.classify(stages[-1])
         return {"stages": [s.float() for s in (feature, *stages)], "logits": logits.float(), "likelihoods": likelihoods}
@@ -80,7 +143,15 @@ class EntropicStudent(FactorizedLatent, FrozenTables, nn.Module):
     def latent_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         if (height, width) != (self.input_size, self.input_size):
             raise CodecError(f"this model takes {self.input_size}x{self.input_size} images, got {width}x{height}")
-        return (batch, self.entropy_bottleneck.channels, height // self.latent_stride, width // self.latent_stride)
+        return (batch, self.latent_channels, height // self.latent_stride, width // self.latent_stride)
+
+    def latent_shapes(self, batch: int, height: int, width: int) -> list[tuple[int, ...]]:
+        """Shapes of y (and z with the hyperprior) for a batch of images."""
+        y_shape = self.latent_shape(batch, height, width)
+        if not self.hyperprior:
+            return [y_shape]
+        z_channels = self.entropy_bottleneck.channels
+        return [y_shape, (batch, z_channels, -(-y_shape[2] // 2), -(-y_shape[3] // 2))]
 
     @torch.no_grad()
     def compress(self, images: torch.Tensor) -> LatentStreams:
@@ -88,6 +159,9 @@ class EntropicStudent(FactorizedLatent, FrozenTables, nn.Module):
         self.check_ready()
         self.latent_shape(images.shape[0], *images.shape[-2:])
         y = self.analysis(images)
+        if self.hyperprior:
+            z = self.h_a(y)
+            return LatentStreams(self.encode_hyper(y, z), [tuple(y.shape), tuple(z.shape)])
         _, stream, escapes = encode_factorized(y, self.tables["y"], self.table_tensors["y_medians"])
         return LatentStreams([stream, escapes], [tuple(y.shape)])
 
@@ -95,12 +169,15 @@ class EntropicStudent(FactorizedLatent, FrozenTables, nn.Module):
     def decode_feature(self, streams: LatentStreams, height: int, width: int) -> torch.Tensor:
         """Server side: entropy-coded latent -> the reconstructed split feature."""
         self.check_ready()
-        if len(streams.shapes) != 1 or len(streams.shapes[0]) != 4 or len(streams.sections) != 2:
-            raise CodecError("corrupt bitstream: a feature container holds one latent and two sections")
-        shape = tuple(streams.shapes[0])
-        if shape != self.latent_shape(shape[0], height, width):
-            raise CodecError(f"corrupt bitstream: latent shape {shape} does not match this model")
-        y_hat = decode_factorized(*streams.sections, shape, self.tables["y"], self.table_tensors["y_medians"])
+        expected_sections = 4 if self.hyperprior else 2
+        if not streams.shapes or len(streams.shapes[0]) != 4 or len(streams.sections) != expected_sections:
+            raise CodecError(f"corrupt bitstream: this model's feature containers hold {expected_sections} sections")
+        shapes = [tuple(shape) for shape in streams.shapes]
+        if shapes != self.latent_shapes(shapes[0][0], height, width):
+            raise CodecError(f"corrupt bitstream: latent shapes {shapes} do not match this model")
+        if self.hyperprior:
+            return self.decoder(self.decode_hyper(streams.sections, *shapes))
+        y_hat = decode_factorized(*streams.sections, shapes[0], self.tables["y"], self.table_tensors["y_medians"])
         return self.decoder(y_hat)
 
     @torch.no_grad()
@@ -114,14 +191,14 @@ class CifarEntropicStudent(EntropicStudent):
 
     latent_stride = 4
 
-    def __init__(self, depth: int = 20, latent: int = 24, hidden: int = 64, input_size: int = 32) -> None:
+    def __init__(self, depth: int = 20, latent: int = 24, hidden: int = 64, input_size: int = 32,
+                 prior: str = "factorized", hyper_channels: int = 16) -> None:
         super().__init__()
         self.input_size = input_size
         self.encoder = feature_encoder(latent, hidden)
-        self.entropy_bottleneck = EntropyBottleneck(latent)
+        self.init_prior(latent, prior, hyper_channels)
         self.decoder = feature_decoder(latent, hidden, 16)
         self.tail = CifarResNet(depth, with_head=False)
-        self.init_tables()
 
     def analysis(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(normalize(images))
@@ -139,7 +216,8 @@ class EfficientNetEntropicStudent(EntropicStudent):
     input_size = 224
     TEACHER_KEYS = ("teacher.", "tail.")
 
-    def __init__(self, latent: int = 48, hidden: int = 64, decoder_hidden: int = 96) -> None:
+    def __init__(self, latent: int = 48, hidden: int = 64, decoder_hidden: int = 96, prior: str = "factorized",
+                 hyper_channels: int = 32) -> None:
         super().__init__()
         self.teacher = efficientnet.load_efficientnet_lite0()
         self.encoder = nn.Sequential(
@@ -147,14 +225,13 @@ class EfficientNetEntropicStudent(EntropicStudent):
             nn.Conv2d(hidden, hidden, 3, 1, 1), GDN(hidden),
             nn.Conv2d(hidden, latent, 3, 1, 1),
         )
-        self.entropy_bottleneck = EntropyBottleneck(latent)
+        self.init_prior(latent, prior, hyper_channels)
         self.decoder = nn.Sequential(
             nn.Conv2d(latent, decoder_hidden, 3, 1, 1), GDN(decoder_hidden, inverse=True),
             nn.Conv2d(decoder_hidden, decoder_hidden, 3, 1, 1), nn.ReLU(inplace=True),
             nn.Conv2d(decoder_hidden, 40, 1),
         )
         self.tail = efficientnet.TeacherTail(self.teacher)
-        self.init_tables()
 
     def analysis(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
