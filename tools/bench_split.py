@@ -13,7 +13,7 @@ Points:
   (on the second set only JPEG and WebP by default);
 - the teacher's split-point feature quantized to 8 bits (min/max per image) without entropy coding;
 - each shipped Entropic Student (`kind = feature` cards): container bytes per image (one container per image,
-  header included) and the entropy-coded payload alone.
+  header included), the entropy-coded payload alone, and bytes per image when one container carries 50 images.
 Also: device encode vs the whole teacher on the device (ms/image, batch 1, 1 thread, side by side), server
 decode + tail ms/image, encoder parameters and MACs, and end-to-end latency over loopback HTTP (`codec serve`).
 """
@@ -44,6 +44,7 @@ from codec.split.server import local_server  # noqa: E402
 from codec.zoo import model_cards  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BATCH_CONTAINER = 50  # also measured: one container for 50 images (a device that buffers), bytes per image
 
 
 def as_tensor(images: np.ndarray) -> torch.Tensor:
@@ -176,7 +177,9 @@ def student_point(name: str, teacher: Teacher, images: np.ndarray, labels: np.nd
         sizes.append(len(data))
         payloads.append(sum(len(section) for section in bitstream.parse(data).sections))
         logits.append(server.decode(data))
+    batched = [len(device.encode(images[i : i + BATCH_CONTAINER])) for i in range(0, len(images), BATCH_CONTAINER)]
     return {"model": name, "bytes": float(np.mean(sizes)), "payload_bytes": float(np.mean(payloads)),
+            f"bytes_in_batches_of_{BATCH_CONTAINER}": float(sum(batched) / len(images)),
             **rates(teacher.correct(torch.cat(logits), labels), len(images))}
 
 
@@ -341,7 +344,9 @@ def write_markdown(results: dict, path: Path) -> None:
             versus = (f"; best input codec ({student['best_input_codec_at_equal_accuracy']}) needs "
                       f"{student['input_bytes_at_equal_accuracy']:.0f} B = {ratio:.1f}x" if ratio else
                       "; no input codec reaches this accuracy")
-            lines.append(f"| {student['model']} (payload {student['payload_bytes']:.0f} B{versus}) | "
+            batched = student[f"bytes_in_batches_of_{BATCH_CONTAINER}"]
+            lines.append(f"| {student['model']} (payload {student['payload_bytes']:.0f} B, {batched:.0f} B/image in "
+                         f"containers of {BATCH_CONTAINER}{versus}) | "
                          f"{student['bytes']:.0f} | {accuracy_cells(student)} |")
         for name, points in data["input_compression"].items():
             for point in points:
