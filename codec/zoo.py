@@ -80,9 +80,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_weights(model: nn.Module, path: Path) -> str:
-    """Write weights + frozen tables as safetensors; return the file's sha256."""
-    tensors = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
+def save_weights(model: nn.Module, path: Path, storage_dtype: torch.dtype | None = None) -> str:
+    """Write weights + frozen tables as safetensors; return the file's sha256.
+
+    `storage_dtype` (e.g. torch.float16) stores floating-point weights at that precision to halve the file; they are
+    computed in float32 after loading. Tables are always stored as built."""
+    tensors = {key: value.detach().to(storage_dtype if storage_dtype and value.is_floating_point() else value.dtype)
+               .contiguous() for key, value in model.state_dict().items()}
     tensors.update({TABLE_PREFIX + key: value.contiguous() for key, value in model.table_state().items()})
     save_file(tensors, str(path))
     return sha256_of(path)

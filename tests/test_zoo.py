@@ -46,3 +46,25 @@ def test_missing_weights_are_reported(private_zoo, shipped_model_name):
 def test_unknown_model_lists_the_shipped_ones(shipped_model_name):
     with pytest.raises(CodecError, match=shipped_model_name):
         zoo.get_card("no-such-model")
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from codec.split.student import CifarEntropicStudent
+
+    torch.manual_seed(0)
+    student = CifarEntropicStudent(latent=8, hidden=16).eval()
+    student.update()
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    zoo.save_weights(student, full)
+    zoo.save_weights(student, half, storage_dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = zoo.build_model("entropic-student-cifar", {"latent": 8, "hidden": 16}, load_file(str(half)))
+    weight = loaded.encoder[0].weight
+    assert weight.dtype == torch.float32
+    torch.testing.assert_close(weight, student.encoder[0].weight.half().float(), rtol=0, atol=0)
+    assert loaded.tables["y"].to_tensors("y").keys() == student.tables["y"].to_tensors("y").keys()
+    for key, value in student.tables["y"].to_tensors("y").items():
+        assert torch.equal(loaded.tables["y"].to_tensors("y")[key], value)

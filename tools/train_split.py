@@ -89,7 +89,8 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
     student.eval()
     student.update()
     weights_file = f"{args.name}.safetensors"
-    sha256 = save_weights(student, PROJECT_ROOT / "weights" / weights_file)
+    # float16 storage halves the file; the student computes in float32 and every figure is measured after loading it
+    sha256 = save_weights(student, PROJECT_ROOT / "weights" / weights_file, storage_dtype=torch.float16)
     card = read_card(args.name)
     final = log[-1]["validation"] if log else {}
     fields = task.card_fields(args)
@@ -108,6 +109,7 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             "parameters": sum(p.numel() for p in student.state_dict().values()),
             "encoder_parameters": sum(p.numel() for p in student.encoder.parameters()),
             "teacher": fields["teacher"],
+            "weights_storage": "float16 (computed in float32)",
             "entropy_coding": "constriction ANS, one factorized table per latent channel" if args.prior == "factorized"
             else "constriction ANS: z factorized (one table per channel), y Gaussian tables indexed by an exact "
             "mean-scale h_s",

@@ -14,7 +14,7 @@ from codec.entropy.coder import decode_symbols, encode_symbols
 from codec.entropy.factorized import build_factorized_tables, decode_factorized, encode_factorized
 from codec.entropy.gaussian import build_gaussian_tables, default_scale_table, scale_indices
 from codec.errors import CodecError
-from codec.image.tiling import tiled
+from codec.nn.tiling import tiled
 from codec.nn.exact import ExactSequential
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from codec.entropy.frozen import FrozenTables
 from codec.errors import CodecError
-from codec.image.tiling import tiled
+from codec.nn.tiling import tiled
 from codec.nn.gain import GainUnits
 from codec.precision import transform_autocast
 
