@@ -42,6 +42,7 @@ class SplitTask:
     validation_labels: torch.Tensor
     validation_name: str
     stage2_trains_tail: bool              # fine-tune the teacher's tail in stage 2 (saved with the student)
+    stage2_label_weight: float            # weight of the hard-label cross-entropy in stage 2 (the rest is KD)
     card: dict = field(default_factory=dict)
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
@@ -71,7 +72,7 @@ class CifarTask(SplitTask):
             name=f"resnet{depth}", family="entropic-student-cifar",
             train_images=as_tensor(train_images), train_labels=torch.from_numpy(train_labels),
             validation_images=as_tensor(test_images).float() / 255, validation_labels=torch.from_numpy(test_labels),
-            validation_name="lossless_test1000", stage2_trains_tail=True,
+            validation_name="lossless_test1000", stage2_trains_tail=True, stage2_label_weight=0.5,
         )
         lossless_images, lossless_labels = cifar_split("lossless-train")
         self.lossless_images, self.lossless_labels = as_tensor(lossless_images), torch.from_numpy(lossless_labels)
@@ -128,6 +129,10 @@ class ImagenetteTask(SplitTask):
             train_images=as_tensor(train_images), train_labels=torch.from_numpy(train_labels),
             validation_images=as_tensor(val_images).float() / 255, validation_labels=torch.from_numpy(val_labels),
             validation_name=f"imagenette_val_seen{validation_count}", stage2_trains_tail=False,
+            # KD only: the training images hold 10 of the 1000 classes, and hard labels would teach the student
+            # that only those exist (inflating 1000-way top-1 on Imagenette above the teacher's); the teacher's soft
+            # labels keep it a 1000-way classifier
+            stage2_label_weight=0.0,
         )
         self.lossless_images, self.lossless_labels = self.train_images[:0], self.train_labels[:0]
         self.ten_way = torch.tensor(efficientnet.IMAGENETTE_CLASSES)

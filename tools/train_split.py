@@ -106,7 +106,7 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
         "config": fields["config"],
         "architecture": {
             "description": fields["description"],
-            "parameters": sum(p.numel() for p in student.state_dict().values()),
+            "parameters": sum(p.numel() for n, p in student.named_parameters() if n in student.state_dict()),
             "encoder_parameters": sum(p.numel() for p in student.encoder.parameters()),
             "teacher": fields["teacher"],
             "weights_storage": "float16 (computed in float32)",
@@ -121,7 +121,8 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             f"--batch {args.batch} --lr {args.lr:g} --out {args.out} --name {args.name}",
             "data": fields["data"],
             "stage1": fields["stage1"],
-            "stage2": f"KD with encoder frozen ({fields['stage2_trains']} trained): 0.5 CE + 0.5 T^2 KL, "
+            "stage2": f"KD with encoder frozen ({fields['stage2_trains']} trained): {task.stage2_label_weight:g} CE + "
+            f"{1 - task.stage2_label_weight:g} T^2 KL, "
             f"T={args.temperature:g}",
             "wall_time_hours": round(seconds / 3600, 3),
             f"final_validation_{task.validation_name}": final,
@@ -206,7 +207,8 @@ def main() -> None:
                 t = args.temperature
                 kd = F.kl_div(F.log_softmax(output["logits"] / t, 1), F.softmax(teacher_logits / t, 1),
                               reduction="batchmean") * t * t
-                distill = 0.5 * F.cross_entropy(output["logits"], labels) + 0.5 * kd
+                label_weight = task.stage2_label_weight
+                distill = label_weight * F.cross_entropy(output["logits"], labels) + (1 - label_weight) * kd
                 loss = distill
             optimizer.zero_grad()
             loss.backward()
