@@ -305,7 +305,7 @@ def evaluate_set(label: str, images: np.ndarray, labels: np.ndarray, teacher: Te
         from codec.api import DEFAULT_MODEL, decode_image, encode_image
 
         result["input_compression"]["ours-" + DEFAULT_MODEL] = input_compression(
-            "ours", lambda image, q: encode_image(image, quality=q), decode_image, [0, 1, 2, 3, 4, 5], images,
+            "ours", lambda image, q: encode_image(image, quality=q), decode_image, list(range(7)), images,
             labels, teacher)
     best = {}
     for student in result["students"]:

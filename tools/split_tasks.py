@@ -176,7 +176,7 @@ class ImagenetteTask(SplitTask):
             "data": "Imagenette train_subset minus its 366 ImageNet-val images (4034 images the teacher trained on), "
             "random resized crops (60-100 %) + flips; the 500 teacher-unseen images are never trained on",
             "stage1": "head distillation: sum of feature MSEs (block 4, 7, 10, 14, 15 outputs) + beta * bits/image",
-            "stage2_trains": "decoder only (the teacher stays frozen, so weights/ holds only the bottleneck)",
+            "stage2_trains": "decoder only; the teacher stays frozen, so weights/ holds only the bottleneck",
         }
 
 
