@@ -65,3 +65,24 @@ def test_imagenette_unseen_split_is_the_500_teacher_unseen_images():
     images, labels = imagenette_split("unseen")
     assert images.shape == (500, 224, 224, 3) and len(labels) == 500
     assert set(labels.tolist()) == set(efficientnet.IMAGENETTE_CLASSES)
+
+
+def test_shipped_student_round_trip_through_device_and_server():
+    import numpy as np
+
+    from codec.split.runtime import DeviceEncoder, ServerDecoder
+    from codec.zoo import model_cards
+
+    names = sorted(card.name for card in model_cards().values() if card.family == "entropic-student-efficientnet")
+    if not names:
+        pytest.skip("no shipped EfficientNet student")
+    device, server = DeviceEncoder(names[0]), ServerDecoder(names[0])
+    images = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    data = device.encode(images)
+    logits = server.decode(data)
+    assert logits.shape == (2, 1000)
+    one_by_one = torch.cat([server.decode(device.encode(image)) for image in images])
+    torch.testing.assert_close(one_by_one, logits, rtol=1e-4, atol=1e-4)
+    assert server.top_k(logits, 3)[0][0]["label"]  # ImageNet class names from the card
+    with pytest.raises(CodecError, match="224"):
+        device.encode(np.zeros((1, 32, 32, 3), np.uint8))

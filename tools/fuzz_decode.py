@@ -54,7 +54,8 @@ def seed_containers(models: list[str], rng: random.Random) -> list[bytes]:
         if get_card(model).kind == "feature":
             device = DeviceEncoder(model)
             for batch in (1, 3):
-                seeds.append(device.encode(noise.integers(0, 255, (batch, 32, 32, 3), dtype=np.uint8)))
+                size = device.input_size
+                seeds.append(device.encode(noise.integers(0, 255, (batch, size, size, 3), dtype=np.uint8)))
             continue
         top = prepared_model(model)[0].max_quality
         for height, width, mode in ((32, 48, "RGB"), (70, 90, "RGB"), (64, 64, "L"), (17, 129, "RGB")):
