@@ -29,8 +29,7 @@ def test_split_halves_reproduce_the_whole_teacher(student):
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         whole = teacher(efficientnet.normalize_lite(x))
-        feature = efficientnet.run_blocks(teacher, efficientnet.head(teacher, x), efficientnet.HEAD_BLOCKS,
-                                          efficientnet.SPLIT_BLOCKS)
+        feature = efficientnet.split_feature(teacher, x)
         halves = student.tail.tail(feature)
     torch.testing.assert_close(halves, whole)
 

@@ -95,7 +95,6 @@ class ImagenetteBench:
         self.model = efficientnet.load_efficientnet_lite0()
         self.label = "EfficientNet-Lite0"
         self.output = RESULTS / "split_imagenette"
-        self.ten_way = torch.tensor(efficientnet.IMAGENETTE_CLASSES)
 
     def is_student(self, card) -> bool:
         return card.family == "entropic-student-efficientnet"
@@ -104,15 +103,13 @@ class ImagenetteBench:
         return self.model(efficientnet.normalize_lite(x))
 
     def split_feature(self, x: torch.Tensor) -> torch.Tensor:
-        head = efficientnet.head(self.model, x)
-        return efficientnet.run_blocks(self.model, head, efficientnet.HEAD_BLOCKS, efficientnet.SPLIT_BLOCKS)
+        return efficientnet.split_feature(self.model, x)
 
     def tail(self, feature: torch.Tensor) -> torch.Tensor:
         return efficientnet.classify(self.model, efficientnet.tail_stages(self.model, feature)[-1])
 
     def correct(self, logits: torch.Tensor, labels: np.ndarray) -> dict[str, int]:
-        ten_way = self.ten_way[logits[:, self.ten_way].argmax(1)].numpy()
-        return {"accuracy": int((logits.argmax(1).numpy() == labels).sum()), "accuracy_10way": int((ten_way == labels).sum())}
+        return efficientnet.imagenette_correct(logits, labels)
 
     def sets(self, second_set: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         sets = {"500 teacher-unseen images": imagenette_split("unseen")}

@@ -135,15 +135,13 @@ class ImagenetteTask(SplitTask):
             stage2_label_weight=0.0,
         )
         self.lossless_images, self.lossless_labels = self.train_images[:0], self.train_labels[:0]
-        self.ten_way = torch.tensor(efficientnet.IMAGENETTE_CLASSES)
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
         return EfficientNetEntropicStudent(args.latent, args.hidden, args.decoder_hidden, **prior_config(args))
 
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        feature = efficientnet.run_blocks(self.teacher, efficientnet.head(self.teacher, x), efficientnet.HEAD_BLOCKS,
-                                          efficientnet.SPLIT_BLOCKS)
+        feature = efficientnet.split_feature(self.teacher, x)
         stages = [feature, *efficientnet.tail_stages(self.teacher, feature)]
         return stages, efficientnet.classify(self.teacher, stages[-1])
 
@@ -159,8 +157,7 @@ class ImagenetteTask(SplitTask):
         return torch.stack(crops)
 
     def accuracy(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
-        ten_way = self.ten_way[logits[:, self.ten_way].argmax(1)]
-        return {"accuracy": int((logits.argmax(1) == labels).sum()), "accuracy_10way": int((ten_way == labels).sum())}
+        return efficientnet.imagenette_correct(logits, labels)
 
     def card_fields(self, args: argparse.Namespace) -> dict:
         return {

@@ -68,6 +68,19 @@ def head(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return run_blocks(teacher, x, 0, HEAD_BLOCKS)
 
 
+def split_feature(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] -> the teacher's own split feature (block 4's output)."""
+    return run_blocks(teacher, head(teacher, images), HEAD_BLOCKS, SPLIT_BLOCKS)
+
+
+def imagenette_correct(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+    """Correct predictions: 1000-way top-1 and 10-way (argmax over the 10 Imagenette logits); ImageNet labels."""
+    classes = torch.tensor(IMAGENETTE_CLASSES)
+    ten_way = classes[logits[:, classes].argmax(1)]
+    labels = torch.as_tensor(labels)
+    return {"accuracy": int((logits.argmax(1) == labels).sum()), "accuracy_10way": int((ten_way == labels).sum())}
+
+
 def tail_stages(teacher: nn.Module, feature: torch.Tensor) -> list[torch.Tensor]:
     """The split feature (block 4 output) through the later stages: outputs of blocks 7, 10, 14 and the last one."""
     outputs, start = [], SPLIT_BLOCKS
