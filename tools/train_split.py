@@ -60,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--validate-every", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export-root", type=Path, default=PROJECT_ROOT,
+                        help="with --name, write weights/ and models/ under this folder (default: the project)")
     return parser.parse_args()
 
 
@@ -85,13 +87,30 @@ def validate(student: EntropicStudent, task: SplitTask) -> dict:
     return {**{metric: count / len(images) for metric, count in correct.items()}, "ideal_bytes": bits / 8 / len(images)}
 
 
+# run-time settings that do not change what is learnt are left out of the card's command
+_NOT_IN_COMMAND = {"threads", "bf16", "validate_every", "depth", "teacher", "export_root"}
+
+
+def command_line(args: argparse.Namespace, teacher: str) -> str:
+    """The command that reproduces this run: every training argument that was set, with the teacher's name."""
+    parts = ["python tools/train_split.py", f"--teacher {teacher}"]
+    for key, value in vars(args).items():
+        if key in _NOT_IN_COMMAND or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts)
+
+
 def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, log: list[dict], seconds: float) -> None:
     student.eval()
     student.update()
     weights_file = f"{args.name}.safetensors"
     # float16 storage halves the file; the student computes in float32 and every figure is measured after loading it
-    sha256 = save_weights(student, PROJECT_ROOT / "weights" / weights_file, storage_dtype=torch.float16)
-    card = read_card(args.name)
+    weights_dir, models_dir = args.export_root / "weights", args.export_root / "models"
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    sha256 = save_weights(student, weights_dir / weights_file, storage_dtype=torch.float16)
+    card = read_card(args.name, models_dir)
     final = log[-1]["validation"] if log else {}
     fields = task.card_fields(args)
     card.update({
@@ -116,9 +135,7 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
         },
         "training": {
             "script": "tools/train_split.py",
-            "command": f"python tools/train_split.py --teacher {task.name} --beta {args.beta:g} --latent {args.latent} "
-            f"--hidden {args.hidden} --prior {args.prior} --stage1-steps {args.stage1_steps} --stage2-steps {args.stage2_steps} "
-            f"--batch {args.batch} --lr {args.lr:g} --out {args.out} --name {args.name}",
+            "command": command_line(args, task.name),
             "data": fields["data"],
             "stage1": fields["stage1"],
             "stage2": f"KD with encoder frozen ({fields['stage2_trains']} trained): {task.stage2_label_weight:g} CE + "
@@ -128,8 +145,8 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             f"final_validation_{task.validation_name}": final,
         },
     })
-    write_card(args.name, card)
-    print(f"exported weights/{weights_file} (sha256 {sha256[:16]}...) and models/{args.name}.toml", flush=True)
+    write_card(args.name, card, models_dir)
+    print(f"exported {weights_dir / weights_file} (sha256 {sha256[:16]}...) and {models_dir / args.name}.toml", flush=True)
 
 
 def main() -> None:
@@ -146,6 +163,7 @@ def main() -> None:
     state = torch.load(checkpoint_path, weights_only=True) if checkpoint_path.exists() else None
     if state:
         student.load_state_dict(state["model"])
+        print(f"resumed from step {int(state['step'])}", flush=True)
     step = int(state["step"]) if state else 0
     if state is None and args.init_run:
         student.load_state_dict(torch.load(args.init_run / "checkpoint.pt", weights_only=True)["model"])

@@ -1,0 +1,41 @@
+"""The split trainer: both stages for a few steps, resume where it stopped, export weights and a card elsewhere."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from codec.split.data import CIFAR_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not CIFAR_DIR.exists(), reason=f"CIFAR-10 data not found at {CIFAR_DIR}")
+TINY = ["--teacher", "resnet20", "--beta", "2e-4", "--latent", "4", "--hidden", "8", "--batch", "4",
+        "--stage1-steps", "2", "--stage2-steps", "2", "--validate-every", "2", "--threads", "1", "--bf16", "off"]
+
+
+def _train(out: Path, export_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "tools" / "train_split.py"), *TINY, "--out", str(out),
+               "--export-root", str(export_root), *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_two_stages_resume_and_export(tmp_path):
+    out, export_root = tmp_path / "run", tmp_path / "export"
+    first = _train(out, export_root, "--stage2-steps", "0")  # stops after stage 1 (a checkpoint at step 2)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = _train(out, export_root, "--name", "es-tiny")  # resumes into stage 2, then exports
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from step 2" in second.stdout
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [record["stage"] for record in records] == [1, 2]
+    assert 0.0 <= records[-1]["validation"]["accuracy"] <= 1.0 and records[-1]["validation"]["ideal_bytes"] > 0
+    card = tomllib.loads((export_root / "models" / "es-tiny.toml").read_text())
+    assert (export_root / "weights" / card["weights"]).exists()
+    assert "--latent 4" in card["training"]["command"] and "--threads" not in card["training"]["command"]
+    assert not (ROOT / "models" / "es-tiny.toml").exists()  # nothing written into the project
