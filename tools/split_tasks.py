@@ -61,21 +61,26 @@ class SplitTask:
 
 
 class CifarTask(SplitTask):
-    """ResNet-(6n+2) on CIFAR-10: train on the 50k JPEG-q75 train copy, validate on the 1000 lossless test images."""
+    """ResNet-(6n+2) on CIFAR-10: train on the 50k JPEG-q75 train copy (and, with --lossless-share, on the lossless
+    train images), validate on the last 500 lossless train images (held out, though their JPEG copies are among
+    the 50k); the 1000 lossless test images are kept for tools/bench_split.py."""
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, validation_count: int = 500) -> None:
         self.depth = depth
         self.teacher = load_teacher(teacher_path(depth), depth)
         train_images, train_labels = cifar_split("train")
-        test_images, test_labels = cifar_split("lossless-test")
+        lossless_images, lossless_labels = cifar_split("lossless-train")
+        held_out = len(lossless_images) - validation_count
         super().__init__(
             name=f"resnet{depth}", family="entropic-student-cifar",
             train_images=as_tensor(train_images), train_labels=torch.from_numpy(train_labels),
-            validation_images=as_tensor(test_images).float() / 255, validation_labels=torch.from_numpy(test_labels),
-            validation_name="lossless_test1000", stage2_trains_tail=True, stage2_label_weight=0.5,
+            validation_images=as_tensor(lossless_images[held_out:]).float() / 255,
+            validation_labels=torch.from_numpy(lossless_labels[held_out:]),
+            validation_name=f"lossless_train_heldout{validation_count}", stage2_trains_tail=True,
+            stage2_label_weight=0.5,
         )
-        lossless_images, lossless_labels = cifar_split("lossless-train")
-        self.lossless_images, self.lossless_labels = as_tensor(lossless_images), torch.from_numpy(lossless_labels)
+        self.lossless_images = as_tensor(lossless_images[:held_out])
+        self.lossless_labels = torch.from_numpy(lossless_labels[:held_out])
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
         student = CifarEntropicStudent(self.depth, args.latent, args.hidden, **prior_config(args))
@@ -110,7 +115,9 @@ class CifarTask(SplitTask):
             "decoder 3x3 conv + IGDN, 2 transposed 5x5 stride-2 convs to the 16x32x32 layer1 feature; teacher tail "
             "(layer2, layer3, linear) fine-tuned",
             "teacher": f"akamaster ResNet-{self.depth} (BSD-2-Clause), ../shared/data/cifar10-teachers",
-            "data": "CIFAR-10 train (50k, the JPEG q75 copy in ../shared/data/cifar10), crops + flips",
+            "data": "CIFAR-10 train (50k, the JPEG q75 copy in ../shared/data/cifar10) and, as a share "
+            f"{args.lossless_share:g} of each batch, 3500 lossless train images; crops + flips; validation on 500 "
+            "more lossless train images; never the test images",
             "stage1": "head distillation: sum of feature MSEs (layer1, layer2, layer3) + beta * bits/image",
             "stage2_trains": "decoder and teacher tail",
         }

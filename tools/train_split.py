@@ -53,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", help="export weights/NAME.safetensors and models/NAME.toml when done")
     parser.add_argument("--lossless-share", type=float, default=0.0,
-                        help="share of each batch drawn from the 4000 lossless (true-pixel) training images")
+                        help="share of each batch drawn from the lossless (true-pixel) training images (CIFAR: 3500; 500 more validate)")
     parser.add_argument("--init-run", type=Path,
                         help="start stage 2 from this run's finished checkpoint (its encoder and entropy model stay)")
     parser.add_argument("--threads", type=int, default=2)
