@@ -290,11 +290,15 @@ def http_latency(name: str, images: np.ndarray) -> dict:
 
 
 def evaluate_set(label: str, images: np.ndarray, labels: np.ndarray, teacher: Teacher, students: list[str],
-                 codecs: list[str], own_codec: bool) -> dict:
+                 codecs: list[str], own_codec: bool, reused_input_compression: dict | None = None) -> dict:
+    """Every point on one image set; input-compression points are taken from an earlier run when given."""
     result = {"images": len(images), "teacher": {"bytes": float(np.prod(images.shape[1:])),
                                                  **teacher_accuracy(teacher, images, labels)},
-              "input_compression": {}, "quantized_feature_8bit": quantized_feature(teacher, images, labels),
+              "input_compression": dict(reused_input_compression or {}),
+              "quantized_feature_8bit": quantized_feature(teacher, images, labels),
               "students": [student_point(name, teacher, images, labels) for name in students]}
+    if reused_input_compression is not None:
+        codecs, own_codec = [], False
     for name in codecs:
         result["input_compression"][name] = input_compression(
             name, baseline_encoder(name), decode_bytes, BASELINE_QUALITIES, images, labels, teacher)
@@ -330,6 +334,10 @@ def write_markdown(results: dict, path: Path) -> None:
              "", f"Produced by `python tools/bench_split.py --teacher {results['teacher_arg']}`. Bytes are what goes "
              "on the wire per image (one container per image, header included); 'payload' is the entropy-coded part "
              "alone.", ""]
+    if results.get("input_compression_reused_from_earlier_run"):
+        lines += ["Input-compression points for " + ", ".join(results["input_compression_reused_from_earlier_run"])
+                  + " are those of the previous full run of this script (`--reuse-baselines`: same images, same "
+                  "codecs); everything else was measured in this run.", ""]
     for label, data in results["sets"].items():
         feature = data["quantized_feature_8bit"]
         lines += [f"## {label} ({data['images']} images)", "", header, rule,
@@ -385,6 +393,15 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def reusable_baselines(path: Path, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict]:
+    """Input-compression points of an earlier run, per set, where that set had the same number of images."""
+    if not path.exists():
+        raise SystemExit(f"--reuse-baselines: {path} does not exist; run once without it")
+    earlier = json.loads(path.read_text())["sets"]
+    return {label: earlier[label]["input_compression"] for label, (images, _) in sets.items()
+            if label in earlier and earlier[label]["images"] == len(images) and earlier[label]["input_compression"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default="resnet20", help="resnet20/32/44/56 (CIFAR-10) or efficientnet-lite0")
@@ -398,17 +415,23 @@ def main() -> None:
     parser.add_argument("--speed-images", type=int, default=200)
     parser.add_argument("--requests", type=int, default=200, help="HTTP requests for the latency figure")
     parser.add_argument("--out", type=Path, help="output stem (default tools/results/split_<dataset>)")
+    parser.add_argument("--reuse-baselines", action="store_true",
+                        help="take the input-compression points (JPEG/WebP/AVIF/ours; they depend only on the images, "
+                        "Pillow and our image model) from the existing <out>.json instead of recomputing them; "
+                        "students, teacher, feature, speed and HTTP are measured anew")
     args = parser.parse_args()
     teacher: Teacher = ImagenetteBench() if args.teacher == "efficientnet-lite0" else CifarBench(int(args.teacher[6:]))
     out = args.out or teacher.output
     students = sorted(card.name for card in model_cards().values() if teacher.is_student(card))
     sets = teacher.sets(args.second_set)
+    previous = reusable_baselines(out.with_suffix(".json"), sets) if args.reuse_baselines else {}
     results = {"title": teacher.title, "teacher": teacher.label, "teacher_arg": args.teacher,
-               "feature_name": teacher.feature_name, "sets": {}, "speed": {}, "http": {}}
+               "feature_name": teacher.feature_name, "sets": {}, "speed": {}, "http": {},
+               "input_compression_reused_from_earlier_run": sorted(previous)}
     for index, (label, (images, labels)) in enumerate(sets.items()):
         codecs = args.codecs if index == 0 else [c for c in args.codecs if c in args.second_set_codecs]
         results["sets"][label] = evaluate_set(label, images, labels, teacher, students, codecs,
-                                              index == 0 and args.own_codec)
+                                              index == 0 and args.own_codec, previous.get(label))
     first_images = next(iter(sets.values()))[0]
     for name in students:
         results["speed"][name] = speed(name, teacher, first_images[: args.speed_images])
