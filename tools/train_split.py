@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
 from codec.split.student import EntropicStudent  # noqa: E402
-from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
+from codec.zoo import PROJECT_ROOT, TABLE_PREFIX, save_weights  # noqa: E402
 from model_card import read_card, write_card  # noqa: E402
 from split_tasks import SplitTask, make_task  # noqa: E402
 
@@ -56,6 +57,9 @@ def parse_args() -> argparse.Namespace:
                         help="share of each batch drawn from the lossless (true-pixel) training images (CIFAR: 3500; 500 more validate)")
     parser.add_argument("--init-run", type=Path,
                         help="start stage 2 from this run's finished checkpoint (its encoder and entropy model stay)")
+    parser.add_argument("--init", type=Path,
+                        help="start stage 1 from these shipped weights (e.g. weights/es-lite0-hp-mid.safetensors) "
+                        "to train a model further")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--validate-every", type=int, default=500)
@@ -168,6 +172,10 @@ def main() -> None:
     if state is None and args.init_run:
         student.load_state_dict(torch.load(args.init_run / "checkpoint.pt", weights_only=True)["model"])
         step = args.stage1_steps
+    elif state is None and args.init:
+        weights = {k: v for k, v in load_file(str(args.init)).items() if not k.startswith(TABLE_PREFIX)}
+        student.load_state_dict(weights)  # float16-stored weights become the float32 starting point
+        print(f"initialised from {args.init}", flush=True)
     train_images, train_labels = task.train_images, task.train_labels
     lossless_images, lossless_labels = task.lossless_images, task.lossless_labels
     lossless_count = int(round(args.lossless_share * args.batch)) if len(lossless_images) else 0
