@@ -7,7 +7,8 @@
   level next to the reference model at the quality whose bpp is closest.
 - Codebooks on all 24 Kodak images, per level and codebook: share of codewords used and perplexity (2^entropy of
   the empirical index distribution, K = all codewords used equally), for the fine and the coarse level.
-- Rate: entropy-coded payload vs the fixed-length code (log2 K bits per index) of the same indices.
+- Rate: entropy-coded indices vs the fixed-length code (log2 K bits per index) of the same indices (a residual
+  model's Gaussian-coded residual sections are left out of both).
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def codebook_report(model, paths: list[Path]) -> dict:
                 for group in range(model.coarse.groups):
                     coarse_counts[group] += np.bincount(coarse[0, group].flatten().numpy(), minlength=model.hyper_codewords)
             streams = model.compress(pixels, float(level))
-            coded_bits += 8 * sum(len(section) for section in streams.sections)
+            coded_bits += 8 * sum(len(section) for section in streams.sections[-4:])  # the index sections
             fixed_bits += fine.numel() * np.log2(model.codewords) + coarse.numel() * np.log2(model.hyper_codewords)
         levels[level] = {"codebooks": model.groups[level], **usage_stats(fine_counts),
                          "coded_bits_over_fixed_length": coded_bits / fixed_bits}

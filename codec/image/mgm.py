@@ -11,6 +11,12 @@ context:
     fine indices:   PMF of codebook j given the coarse code of codebook j mod m_z at the parent cell
     decoder: indices -> codewords / gain_q -> g_s -> crop -> x_hat
 
+With `residual=True` each codeword is a full Gaussian mixture component (mean and diagonal scale, both fitted to the
+vectors assigned to it): the index picks the component, then round(y - mean) is coded under that component's
+Gaussian, so y_hat = mean + round(y - mean). Pure VQ (the default, as in the paper) is the zero-variance limit and
+caps quality at the codebooks' fixed-length rate; the residual lifts that cap at the cost of one more ANS pass, still
+with no network between the indices and g_s.
+
 Every PMF is a fixed table chosen by integers already decoded (codebook, parent code), so encoder and decoder
 cannot disagree, and decoding runs no network besides g_s. Rate levels q differ in their number of codebooks
 (one variable-rate model, one g_a / g_s). Training: softmax over negative distances for the gradient with a
@@ -27,12 +33,15 @@ import torch.nn.functional as F
 from compressai.models.utils import conv
 from torch import nn
 
+from compressai.entropy_models import GaussianConditional
+
 from codec.entropy.coder import decode_symbols, encode_symbols
 from codec.entropy.factorized import channel_index
+from codec.entropy.gaussian import SCALE_BOUND, build_gaussian_tables, default_scale_table, scale_indices
 from codec.entropy.tables import TableSet
 from codec.errors import CodecError
 from codec.image import transforms
-from codec.image.base import LatentStreams, VariableRateImageModel
+from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
 
 LOG2 = float(np.log(2.0))
 DEAD_USAGE = 0.02  # a codeword used less than this fraction of its fair share gets re-assigned
@@ -44,8 +53,9 @@ POSITION_CHUNK = 4096  # positions per distance computation at inference (bounds
 class ProductQuantizer(nn.Module):
     """m codebooks of K codewords; the channels of a [B, m*d, H, W] latent are split into m groups of d."""
 
-    def __init__(self, groups: int, codewords: int, channels: int) -> None:
+    def __init__(self, groups: int, codewords: int, channels: int, mixture: bool = False) -> None:
         super().__init__()
+        self.mixture = mixture
         if channels % groups:
             raise ValueError(f"{channels} channels do not split into {groups} codebooks")
         self.groups, self.codewords, self.dims = groups, codewords, channels // groups
@@ -58,6 +68,9 @@ class ProductQuantizer(nn.Module):
         self.register_buffer("ema_counts", torch.ones(groups, codewords), persistent=False)
         self.register_buffer("ema_sums", self.codebooks.detach().clone(), persistent=False)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        if mixture:  # the components' diagonal variances (for residual coding), fitted like the codewords
+            self.register_buffer("variances", torch.ones(groups, codewords, self.dims))
+            self.register_buffer("ema_square_sums", torch.ones(groups, codewords, self.dims), persistent=False)
 
     def _vectors(self, y: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = y.shape
@@ -70,11 +83,19 @@ class ProductQuantizer(nn.Module):
         norms = self.codebooks.pow(2).sum(-1)[None, :, :, None, None]
         return vectors.pow(2).sum(2, keepdim=True) - 2 * dots + norms
 
+    def gather(self, table: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """[B, m, H, W] codeword indices -> the [B, m*d, H, W] latent of their rows of `table` [m, K, d]."""
+        batch, _, height, width = indices.shape
+        gathered = table[torch.arange(self.groups).view(1, -1, 1, 1), indices]  # [B, m, H, W, d]
+        return gathered.permute(0, 1, 4, 2, 3).reshape(batch, self.groups * self.dims, height, width)
+
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
         """[B, m, H, W] codeword indices -> the [B, m*d, H, W] latent of their codewords."""
-        batch, _, height, width = indices.shape
-        gathered = self.codebooks[torch.arange(self.groups).view(1, -1, 1, 1), indices]  # [B, m, H, W, d]
-        return gathered.permute(0, 1, 4, 2, 3).reshape(batch, self.groups * self.dims, height, width)
+        return self.gather(self.codebooks, indices)
+
+    def scales(self, indices: torch.Tensor) -> torch.Tensor:
+        """The standard deviations [B, m*d, H, W] of the components these indices pick."""
+        return self.gather(self.variances.sqrt(), indices)
 
     @torch.no_grad()
     def quantize(self, y: torch.Tensor) -> torch.Tensor:
@@ -103,10 +124,15 @@ class ProductQuantizer(nn.Module):
         with torch.no_grad():
             one_hot = F.one_hot(hard, self.codewords).float()  # [B, m, H, W, K]
             counts = one_hot.sum(dim=(0, 2, 3))  # [m, K]
-            sums = torch.einsum("bmhwk,bmdhw->mkd", one_hot, self._vectors(y.detach().float()))
+            vectors = self._vectors(y.detach().float())
+            sums = torch.einsum("bmhwk,bmdhw->mkd", one_hot, vectors)
             self.ema_counts.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * counts)
             self.ema_sums.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * sums)
             self.codebooks.data.copy_(self.ema_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
+            if self.mixture:
+                squares = torch.einsum("bmhwk,bmdhw->mkd", one_hot, (vectors - self._vectors(y_hard.detach())).pow(2))
+                self.ema_square_sums.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * squares)
+                self.variances.copy_(self.ema_square_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
             self.usage.mul_(0.99).add_(0.01 * counts / counts.sum(-1, keepdim=True))
             dead = self.usage < DEAD_USAGE / self.codewords
             if dead.any():
@@ -127,6 +153,9 @@ class ProductQuantizer(nn.Module):
             self.usage[group, chosen] = 1.0 / self.codewords
             self.ema_counts[group, chosen] = self.ema_counts[group].mean()
             self.ema_sums[group, chosen] = self.codebooks.data[group, chosen] * self.ema_counts[group, chosen, None]
+            if self.mixture:
+                self.variances[group, chosen] = self.variances[group].mean(0)
+                self.ema_square_sums[group, chosen] = self.variances[group, chosen] * self.ema_counts[group, chosen, None]
 
 
 def _parent_codes(coarse: torch.Tensor, groups: int, height: int, width: int) -> torch.Tensor:
@@ -143,8 +172,11 @@ class MultiCodebookModel(VariableRateImageModel):
     table_names = ("codes",)
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192, groups: tuple[int, ...] | None = None,
-                 codewords: int = 256, hyper_channels: int = 64, hyper_groups: int = 4, hyper_codewords: int = 64) -> None:
+                 codewords: int = 256, hyper_channels: int = 64, hyper_groups: int = 4, hyper_codewords: int = 64,
+                 residual: bool = False) -> None:
         super().__init__(lambdas, m)
+        self.residual = residual
+        self.table_names = ("codes", "y") if residual else ("codes",)
         groups = tuple(2 ** (level + 1) for level in range(len(lambdas))) if groups is None else groups
         if len(groups) != len(lambdas):
             raise ValueError("one codebook count per rate level (len(groups) == len(lambdas))")
@@ -156,7 +188,9 @@ class MultiCodebookModel(VariableRateImageModel):
         self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True),
                                  conv(n, hyper_channels))
         self.coarse = ProductQuantizer(hyper_groups, hyper_codewords, hyper_channels)
-        self.fine = nn.ModuleList(ProductQuantizer(g, codewords, m) for g in self.groups)
+        self.fine = nn.ModuleList(ProductQuantizer(g, codewords, m, mixture=residual) for g in self.groups)
+        if residual:
+            self.gaussian_conditional = GaussianConditional(None)  # training-time likelihoods of the residual
         # index statistics (decayed counts, +1 smoothing at the start): the PMFs the rate term and the tables use
         self.register_buffer("coarse_counts", torch.ones(hyper_groups, hyper_codewords))
         for level, g in enumerate(self.groups):
@@ -193,7 +227,16 @@ class MultiCodebookModel(VariableRateImageModel):
         for level in levels.unique().tolist():
             chosen = (levels == level).nonzero().flatten()
             fine = self.fine[level](y[chosen])
-            y_hat[chosen] = fine["y_hat"]
+            residual_bits = 0.0
+            if self.residual:  # the component's mean and scale code y (its rate replaces the commitment loss)
+                means = self.fine[level].dequantize(fine["indices"])
+                scales = self.fine[level].scales(fine["indices"])
+                _, likelihoods = self.gaussian_conditional(y[chosen], scales, means=means)
+                y_hat[chosen] = ste_round(y[chosen] - means) + means
+                residual_bits = -torch.log2(likelihoods).sum(dim=(1, 2, 3))
+            else:
+                y_hat[chosen] = fine["y_hat"]
+                vq_loss = vq_loss + fine["vq_loss"] * len(chosen) / len(levels)
             parents = _parent_codes(coarse["indices"][chosen], self.groups[level], *y.shape[-2:])
             log_pmf = self._log_pmf(self.transition_counts(level))  # [m, K_z, K]
             codebook = torch.arange(self.groups[level], device=x.device).view(1, -1, 1, 1)
@@ -202,8 +245,7 @@ class MultiCodebookModel(VariableRateImageModel):
             if self.training:
                 self._count(self.transition_counts(level), (codebook * self.hyper_codewords + parents).expand_as(
                     fine["indices"]), fine["indices"])
-            fine_bits[chosen] = bits.sum(dim=(1, 2, 3))
-            vq_loss = vq_loss + fine["vq_loss"] * len(chosen) / len(levels)
+            fine_bits[chosen] = bits.sum(dim=(1, 2, 3)) + residual_bits
         if self.training:
             groups = torch.arange(self.coarse.groups, device=x.device).view(1, -1, 1, 1)
             self._count(self.coarse_counts, groups.expand_as(coarse["indices"]), coarse["indices"])
@@ -229,6 +271,13 @@ class MultiCodebookModel(VariableRateImageModel):
             pmfs += [row for row in pmf.reshape(-1, self.codewords).numpy()]
         self.tables = {"codes": TableSet.from_pmfs(pmfs, [0] * len(pmfs), [0.0] * len(pmfs))}
         self.table_tensors = {}
+        if self.residual:  # each component's scale, as an index into the Gaussian tables, fixed here once
+            scale_table = default_scale_table()
+            self.tables["y"] = build_gaussian_tables(scale_table)
+            self.table_tensors["scale_table"] = torch.from_numpy(scale_table)
+            for level, quantizer in enumerate(self.fine):
+                scales = quantizer.variances.double().sqrt().clamp_min(SCALE_BOUND)
+                self.table_tensors[f"scale_index_{level}"] = scale_indices(scales, self.table_tensors["scale_table"])
 
     def _fine_tables(self, level: int, coarse: torch.Tensor, fine_shape: tuple[int, ...]) -> np.ndarray:
         """Table of every fine index: after the coarse tables, one block per level, per codebook, per parent code."""
@@ -248,7 +297,12 @@ class MultiCodebookModel(VariableRateImageModel):
         tables = self.tables["codes"]
         coarse_stream = encode_symbols(coarse.numpy(), channel_index(tuple(coarse.shape)), tables)
         fine_stream = encode_symbols(fine.numpy(), self._fine_tables(level, coarse, tuple(fine.shape)), tables)
-        return LatentStreams([*fine_stream, *coarse_stream], [tuple(fine.shape), tuple(coarse.shape)])
+        sections = [*fine_stream, *coarse_stream]
+        if self.residual:
+            symbols = torch.round(y.double() - self.fine[level].dequantize(fine).double()).long()
+            scale_index = self.fine[level].gather(self.table_tensors[f"scale_index_{level}"], fine)
+            sections = [*encode_symbols(symbols.numpy(), scale_index.numpy(), self.tables["y"]), *sections]
+        return LatentStreams(sections, [tuple(fine.shape), tuple(coarse.shape)])
 
     @torch.no_grad()
     def decompress(self, streams: LatentStreams, quality: float, height: int, width: int) -> torch.Tensor:
@@ -256,9 +310,10 @@ class MultiCodebookModel(VariableRateImageModel):
         level = self.level(quality)
         fine_shape, coarse_shape = self.latent_shapes(height, width, level)
         self.expect_shapes(streams, [fine_shape, coarse_shape])
-        if len(streams.sections) != 4:
-            raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes 4")
-        fine_stream, fine_escapes, coarse_stream, coarse_escapes = streams.sections
+        expected = 6 if self.residual else 4
+        if len(streams.sections) != expected:
+            raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes {expected}")
+        fine_stream, fine_escapes, coarse_stream, coarse_escapes = streams.sections[-4:]
         tables = self.tables["codes"]
         coarse = decode_symbols(coarse_stream, coarse_escapes, channel_index(coarse_shape), tables)
         if coarse.min(initial=0) < 0 or coarse.max(initial=0) >= self.hyper_codewords:
@@ -268,7 +323,12 @@ class MultiCodebookModel(VariableRateImageModel):
         if fine.min(initial=0) < 0 or fine.max(initial=0) >= self.codewords:
             raise CodecError("corrupt bitstream: codeword index out of range")
         _, inverse_gain = self.gains(torch.tensor([float(level)]))
-        y_hat = self.fine[level].dequantize(torch.from_numpy(fine))
+        fine = torch.from_numpy(fine)
+        y_hat = self.fine[level].dequantize(fine)
+        if self.residual:
+            scale_index = self.fine[level].gather(self.table_tensors[f"scale_index_{level}"], fine)
+            symbols = decode_symbols(*streams.sections[:2], scale_index.numpy(), self.tables["y"])
+            y_hat = y_hat + torch.from_numpy(symbols).float()
         return self.synthesis(y_hat * inverse_gain)[..., :height, :width].clamp(0, 1)
 
     def latent_shapes(self, height: int, width: int, level: int = 0) -> list[tuple[int, ...]]:
