@@ -19,17 +19,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.registry import create_model  # noqa: E402
-from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
-from model_card import read_card, write_card  # noqa: E402
+from codec.zoo import PROJECT_ROOT, save_weights, sha256_of  # noqa: E402
+from model_card import read_card, training_command, write_card  # noqa: E402
 
 ARCHITECTURES = {
     "factorized": "Ballé et al. 2018 factorized prior: g_a/g_s 4x (5x5 stride-2 conv + GDN), gain units",
     "hyperprior": "Ballé et al. 2018 scale hyperprior: g_a/g_s with GDN, h_a/h_s 3 conv layers, gain units",
     "mgm": "multi-codebook vector-quantized prior (Zhu et al. CVPR 2022): g_a/g_s with GDN, product quantization "
     "of y (one codebook count per rate level), a coarse PQ level from h_a conditioning the fine index PMFs",
+    "mgm-residual": "multivariate Gaussian mixture prior after Zhu et al. CVPR 2022: g_a/g_s with GDN, product "
+    "quantization of y (one codebook count per rate level) whose codewords are mixture components (mean + diagonal "
+    "scale); the index picks the component, round(y - mean) is coded under its Gaussian; a coarse PQ level from h_a "
+    "conditions the fine index PMFs; no network between the indices and g_s",
     "mean-scale": "Minnen et al. 2018 mean-scale hyperprior without context: g_a/g_s with GDN, "
     "h_a/h_s 3 conv layers with LeakyReLU predicting mean and scale, gain units (Cui et al. 2021)",
 }
+
+
+ENTROPY_CODING = {
+    "factorized": "constriction ANS; y: per-channel factorized tables",
+    "hyperprior": "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside "
+    "the CDF; h_s evaluated exactly in integer-valued float64",
+    "mgm": "constriction ANS; coarse indices: one table per codebook; fine indices: one table per (codebook, parent "
+    "code)",
+    "mgm-residual": "constriction ANS; coarse indices: one table per codebook; fine indices: one table per "
+    "(codebook, parent code); residual: 64 Gaussian scale tables, each codeword's scale index fixed at export",
+}
+ENTROPY_CODING["mean-scale"] = ENTROPY_CODING["hyperprior"]
+# run-time settings that do not change what is learnt
+NOT_IN_COMMAND = {"threads", "bf16", "device", "checkpoint_every", "validate_every"}
 
 
 def training_summary(run: Path) -> dict:
@@ -70,25 +88,24 @@ def main() -> None:
     weights_file = f"{args.name}.safetensors"
     sha256 = save_weights(model, PROJECT_ROOT / "weights" / weights_file)
     run_args = config["args"]
+    variant = f"{family}-residual" if model_config.get("residual") else family
     card = read_card(args.name)
     card.update({
         "name": args.name,
         "family": family,
-        "summary": f"variable-rate {family} model, {len(model_config['lambdas'])} trained rate levels",
+        "summary": f"variable-rate {variant} model, {len(model_config['lambdas'])} trained rate levels",
         "weights": weights_file,
         "sha256": sha256,
         "default_quality": args.default_quality,
         "config": model_config,
         "architecture": {
-            "description": ARCHITECTURES[family],
+            "description": ARCHITECTURES[variant],
             "parameters": sum(p.numel() for p in model.parameters()),
-            "entropy_coding": "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, "
-            "means outside the CDF; h_s evaluated exactly in integer-valued float64",
+            "entropy_coding": ENTROPY_CODING[variant],
         },
         "training": {
             "script": "tools/train_image.py",
-            "command": f"python tools/train_image.py --model {family} --steps {run_args['steps']} --batch "
-            f"{run_args['batch']} --crop {run_args['crop']} --lr {run_args['lr']} --out {args.run}",
+            "command": training_command("tools/train_image.py", run_args, NOT_IN_COMMAND),
             "data": "BSDS500 train+val (300 photos) + Debian photo packages (tools/install_training_photos.sh); "
             "random crops with flips; never Kodak",
             "loss": "per-sample lambda_i * 255^2 * MSE + bpp, rate level i drawn uniformly per sample",
@@ -99,6 +116,9 @@ def main() -> None:
             **training_summary(args.run),
         },
     })
+    init = Path(run_args.get("init") or "")
+    if run_args.get("init") and init.is_file():  # what "--init" pointed at when this was exported
+        card["training"]["init_sha256"] = sha256_of(init)
     print(f"wrote {write_card(args.name, card)} and weights/{weights_file} (sha256 {sha256[:16]}...)")
 
 

@@ -23,3 +23,19 @@ def write_card(name: str, card: dict, models_dir: Path = MODELS_DIR) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(card), encoding="utf-8")
     return path
+
+
+def training_command(script: str, args: dict, skip: set[str], first: tuple[str, ...] = ()) -> str:
+    """The command that reproduces a run: `first` flags, then every argument that was set, minus `skip`."""
+    parts = [f"python {script}", *first]
+    for key, value in args.items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts.append(" ".join([flag, *(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]))
+        else:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts)

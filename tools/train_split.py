@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec.precision import use_bf16  # noqa: E402
 from codec.split.student import EntropicStudent  # noqa: E402
 from codec.zoo import PROJECT_ROOT, TABLE_PREFIX, save_weights  # noqa: E402
-from model_card import read_card, write_card  # noqa: E402
+from model_card import read_card, training_command, write_card  # noqa: E402
 from split_tasks import SplitTask, make_task  # noqa: E402
 
 
@@ -97,13 +97,7 @@ _NOT_IN_COMMAND = {"threads", "bf16", "validate_every", "depth", "teacher", "exp
 
 def command_line(args: argparse.Namespace, teacher: str) -> str:
     """The command that reproduces this run: every training argument that was set, with the teacher's name."""
-    parts = ["python tools/train_split.py", f"--teacher {teacher}"]
-    for key, value in vars(args).items():
-        if key in _NOT_IN_COMMAND or value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        parts.append(flag if value is True else f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
-    return " ".join(parts)
+    return training_command("tools/train_split.py", vars(args), _NOT_IN_COMMAND, (f"--teacher {teacher}",))
 
 
 def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, log: list[dict], seconds: float) -> None:
