@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.registry import create_model  # noqa: E402
-from codec.zoo import PROJECT_ROOT, save_weights, sha256_of  # noqa: E402
-from model_card import read_card, training_command, write_card  # noqa: E402
+from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
+from model_card import init_record, read_card, training_command, write_card  # noqa: E402
 
 ARCHITECTURES = {
     "factorized": "Ballé et al. 2018 factorized prior: g_a/g_s 4x (5x5 stride-2 conv + GDN), gain units",
@@ -116,9 +116,8 @@ def main() -> None:
             **training_summary(args.run),
         },
     })
-    init = Path(run_args.get("init") or "")
-    if run_args.get("init") and init.is_file():  # what "--init" pointed at when this was exported
-        card["training"]["init_sha256"] = sha256_of(init)
+    if run_args.get("init"):  # what "--init" pointed at when this was exported, and how that was trained
+        card["training"]["init"] = init_record(Path(run_args["init"]))
     print(f"wrote {write_card(args.name, card)} and weights/{weights_file} (sha256 {sha256[:16]}...)")
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import tomli_w
 
+from codec.zoo import sha256_of
+
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -39,3 +41,15 @@ def training_command(script: str, args: dict, skip: set[str], first: tuple[str, 
         else:
             parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return " ".join(parts)
+
+
+def init_record(weights: Path, models_dir: Path = MODELS_DIR) -> dict:
+    """sha256 of the --init weights a run started from and, from the shipped card that names them, how they were
+    trained (cards are rewritten when a model is retrained, so the lineage lives in the new card)."""
+    sha256 = sha256_of(weights)
+    record = {"sha256": sha256}
+    for card_file in sorted(models_dir.glob("*.toml")):
+        card = read_card(card_file.stem, models_dir)
+        if card.get("sha256") == sha256:
+            record.update({"model": card["name"], "training": card.get("training", {})})
+    return record

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec.precision import use_bf16  # noqa: E402
 from codec.split.student import EntropicStudent  # noqa: E402
 from codec.zoo import PROJECT_ROOT, TABLE_PREFIX, save_weights  # noqa: E402
-from model_card import read_card, training_command, write_card  # noqa: E402
+from model_card import init_record, read_card, training_command, write_card  # noqa: E402
 from split_tasks import SplitTask, make_task  # noqa: E402
 
 
@@ -143,6 +143,8 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             f"final_validation_{task.validation_name}": final,
         },
     })
+    if args.init:  # what "--init" pointed at when this was exported, and how that was trained
+        card["training"]["init"] = init_record(args.init)
     write_card(args.name, card, models_dir)
     print(f"exported {weights_dir / weights_file} (sha256 {sha256[:16]}...) and {models_dir / args.name}.toml", flush=True)
 
