@@ -92,10 +92,21 @@ def save_weights(model: nn.Module, path: Path, storage_dtype: torch.dtype | None
     return sha256_of(path)
 
 
-def build_model(family: str, config: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
-    model = create_model(family, **config)
+def split_tables(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A weights file's tensors -> (the model's state dict, its frozen tables)."""
     weights = {key: value for key, value in tensors.items() if not key.startswith(TABLE_PREFIX)}
     tables = {key[len(TABLE_PREFIX) :]: value for key, value in tensors.items() if key.startswith(TABLE_PREFIX)}
+    return weights, tables
+
+
+def load_trained_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict stored in a weights file, without its tables (to start training from it)."""
+    return split_tables(load_file(str(path)))[0]
+
+
+def build_model(family: str, config: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    model = create_model(family, **config)
+    weights, tables = split_tables(tensors)
     model.load_state_dict(weights)
     model.load_table_state(tables)
     return model.eval()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.api import decode_image, encode_image, prepared_model  # noqa: E402
+from codec.image.mgm import INDEX_SECTIONS  # noqa: E402
 from codec.imageio import load_image  # noqa: E402
 from photos import kodak_photos  # noqa: E402
 from timing import best_of  # noqa: E402
@@ -61,7 +62,7 @@ def codebook_report(model, paths: list[Path]) -> dict:
                 for group in range(model.coarse.groups):
                     coarse_counts[group] += np.bincount(coarse[0, group].flatten().numpy(), minlength=model.hyper_codewords)
             streams = model.compress(pixels, float(level))
-            coded_bits += 8 * sum(len(section) for section in streams.sections[-4:])  # the index sections
+            coded_bits += 8 * sum(len(section) for section in streams.sections[-INDEX_SECTIONS:])
             fixed_bits += fine.numel() * np.log2(model.codewords) + coarse.numel() * np.log2(model.hyper_codewords)
         levels[level] = {"codebooks": model.groups[level], **usage_stats(fine_counts),
                          "coded_bits_over_fixed_length": coded_bits / fixed_bits}

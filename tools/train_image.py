@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.registry import create_model  # noqa: E402
+from codec.zoo import load_trained_weights  # noqa: E402
 from codec.precision import use_bf16  # noqa: E402
 from photos import training_photos, validation_photos  # noqa: E402
 
@@ -207,9 +208,7 @@ def main() -> None:
         if rank == 0:
             print(f"resumed from step {step}", flush=True)
     elif args.init:
-        from safetensors.torch import load_file
-
-        weights = {k: v for k, v in load_file(str(args.init)).items() if not k.startswith("tables.")}
+        weights = load_trained_weights(args.init)
         weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
         own = model.state_dict()
         matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}

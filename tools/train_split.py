@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
 from codec.split.student import EntropicStudent  # noqa: E402
-from codec.zoo import PROJECT_ROOT, TABLE_PREFIX, save_weights  # noqa: E402
+from codec.zoo import PROJECT_ROOT, load_trained_weights, save_weights  # noqa: E402
 from model_card import init_record, read_card, training_command, write_card  # noqa: E402
 from split_tasks import SplitTask, make_task  # noqa: E402
 
@@ -169,8 +168,7 @@ def main() -> None:
         student.load_state_dict(torch.load(args.init_run / "checkpoint.pt", weights_only=True)["model"])
         step = args.stage1_steps
     elif state is None and args.init:
-        weights = {k: v for k, v in load_file(str(args.init)).items() if not k.startswith(TABLE_PREFIX)}
-        student.load_state_dict(weights)  # float16-stored weights become the float32 starting point
+        student.load_state_dict(load_trained_weights(args.init))  # float16 storage becomes the float32 start
         print(f"initialised from {args.init}", flush=True)
     train_images, train_labels = task.train_images, task.train_labels
     lossless_images, lossless_labels = task.lossless_images, task.lossless_labels

@@ -47,6 +47,7 @@ LOG2 = float(np.log(2.0))
 DEAD_USAGE = 0.02  # a codeword used less than this fraction of its fair share gets re-assigned
 EMA_DECAY = 0.99  # codeword k-means averages
 COUNT_DECAY = 0.999  # index statistics forget over ~1000 training steps
+INDEX_SECTIONS = 4  # fine and coarse index streams with their escapes: the last sections of every mgm stream
 POSITION_CHUNK = 4096  # positions per distance computation at inference (bounds memory on huge images)
 
 
@@ -310,10 +311,10 @@ class MultiCodebookModel(VariableRateImageModel):
         level = self.level(quality)
         fine_shape, coarse_shape = self.latent_shapes(height, width, level)
         self.expect_shapes(streams, [fine_shape, coarse_shape])
-        expected = 6 if self.residual else 4
+        expected = INDEX_SECTIONS + (2 if self.residual else 0)
         if len(streams.sections) != expected:
             raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes {expected}")
-        fine_stream, fine_escapes, coarse_stream, coarse_escapes = streams.sections[-4:]
+        fine_stream, fine_escapes, coarse_stream, coarse_escapes = streams.sections[-INDEX_SECTIONS:]
         tables = self.tables["codes"]
         coarse = decode_symbols(coarse_stream, coarse_escapes, channel_index(coarse_shape), tables)
         if coarse.min(initial=0) < 0 or coarse.max(initial=0) >= self.hyper_codewords:
