@@ -29,7 +29,7 @@ def test_two_stages_resume_and_export(tmp_path):
     out, export_root = tmp_path / "run", tmp_path / "export"
     first = _train(out, export_root, "--stage2-steps", "0")  # stops after stage 1 (a checkpoint at step 2)
     assert first.returncode == 0, first.stderr[-2000:]
-    second = _train(out, export_root, "--name", "es-tiny")  # resumes into stage 2, then exports
+    second = _train(out, export_root, "--name", "es-tiny", "--kd-teacher", "resnet32")  # resumes into stage 2, exports
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resumed from step 2" in second.stdout
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -38,4 +38,11 @@ def test_two_stages_resume_and_export(tmp_path):
     card = tomllib.loads((export_root / "models" / "es-tiny.toml").read_text())
     assert (export_root / "weights" / card["weights"]).exists()
     assert "--latent 4" in card["training"]["command"] and "--threads" not in card["training"]["command"]
+    assert "soft labels of akamaster ResNet-32" in card["training"]["stage2"]
     assert not (ROOT / "models" / "es-tiny.toml").exists()  # nothing written into the project
+
+
+def test_kd_teacher_must_be_a_cifar_resnet(tmp_path):
+    result = _train(tmp_path / "run", tmp_path / "export", "--kd-teacher", "efficientnet-lite0")
+    assert result.returncode != 0 and "--kd-teacher must be a CIFAR ResNet" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -70,9 +70,12 @@ class CifarTask(SplitTask):
     train images), validate on the last 500 lossless train images (held out, though their JPEG copies are among
     the 50k); the 1000 lossless test images are kept for tools/bench_split.py."""
 
-    def __init__(self, depth: int, validation_count: int = 500) -> None:
+    def __init__(self, depth: int, validation_count: int = 500, kd_depth: int | None = None) -> None:
         self.depth = depth
         self.teacher = load_teacher(teacher_path(depth), depth)
+        # stage 2's soft labels may come from a deeper (more accurate) ResNet; the split feature stays this teacher's
+        self.kd_depth = kd_depth or depth
+        self.kd_teacher = self.teacher if self.kd_depth == depth else load_teacher(teacher_path(self.kd_depth), self.kd_depth)
         train_images, train_labels = cifar_split("train")
         lossless_images, lossless_labels = cifar_split("lossless-train")
         held_out = len(lossless_images) - validation_count
@@ -98,7 +101,9 @@ class CifarTask(SplitTask):
     def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         feature = self.teacher.head(normalize(x))
         stages = [feature, *self.teacher.tail_stages(feature)]
-        return stages, self.teacher.classify(stages[-1])
+        if self.kd_teacher is self.teacher:
+            return stages, self.teacher.classify(stages[-1])
+        return stages, self.kd_teacher(normalize(x))
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random 32x32 crops of the 4-pixel zero-padded batch, half of them flipped."""
@@ -125,6 +130,7 @@ class CifarTask(SplitTask):
             "more lossless train images; never the test images",
             "stage1": "head distillation: sum of feature MSEs (layer1, layer2, layer3) + beta * bits/image",
             "stage2_trains": "decoder and teacher tail",
+            "stage2_soft_labels": f"akamaster ResNet-{self.kd_depth}",
         }
 
 
@@ -189,9 +195,16 @@ class ImagenetteTask(SplitTask):
         }
 
 
-def make_task(teacher: str) -> SplitTask:
+def _cifar_depth(teacher: str) -> int | None:
+    return int(teacher[6:]) if teacher.startswith("resnet") and teacher[6:].isdigit() else None
+
+
+def make_task(teacher: str, kd_teacher: str | None = None) -> SplitTask:
+    """The task for a teacher; `kd_teacher` (CIFAR only) gives stage 2's soft labels instead of the teacher."""
+    if kd_teacher is not None and (_cifar_depth(teacher) is None or _cifar_depth(kd_teacher) is None):
+        raise ValueError(f"--kd-teacher must be a CIFAR ResNet (resnet20/32/44/56) with a CIFAR teacher, got {kd_teacher!r}")
     if teacher == "efficientnet-lite0":
         return ImagenetteTask()
-    if teacher.startswith("resnet") and teacher[6:].isdigit():
-        return CifarTask(int(teacher[6:]))
+    if _cifar_depth(teacher) is not None:
+        return CifarTask(_cifar_depth(teacher), kd_depth=_cifar_depth(kd_teacher) if kd_teacher else None)
     raise ValueError(f"unknown teacher {teacher!r}: resnet20/32/44/56 or efficientnet-lite0")

@@ -50,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3, help="stage 1 peak learning rate (stage 2 uses a fifth)")
     parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--kd-teacher", help="CIFAR: a deeper ResNet (e.g. resnet56) whose logits are stage 2's soft labels")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", help="export weights/NAME.safetensors and models/NAME.toml when done")
     parser.add_argument("--lossless-share", type=float, default=0.0,
@@ -136,8 +137,8 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             "data": fields["data"],
             "stage1": fields["stage1"],
             "stage2": f"KD with encoder frozen ({fields['stage2_trains']} trained): {task.stage2_label_weight:g} CE + "
-            f"{1 - task.stage2_label_weight:g} T^2 KL, "
-            f"T={args.temperature:g}",
+            f"{1 - task.stage2_label_weight:g} T^2 KL to the soft labels of "
+            f"{fields.get('stage2_soft_labels', 'the teacher')}, T={args.temperature:g}",
             "wall_time_hours": round(seconds / 3600, 3),
             f"final_validation_{task.validation_name}": final,
         },
@@ -155,7 +156,10 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     bf16 = use_bf16() if args.bf16 == "auto" else args.bf16 == "on"
-    task = make_task(args.teacher or f"resnet{args.depth}")
+    try:
+        task = make_task(args.teacher or f"resnet{args.depth}", args.kd_teacher)
+    except ValueError as error:
+        raise SystemExit(f"train_split: {error}") from None
     student = task.build_student(args)
     checkpoint_path = args.out / "checkpoint.pt"
     total = args.stage1_steps + args.stage2_steps
