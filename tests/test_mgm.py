@@ -67,25 +67,6 @@ def test_mgm_refuses_wrong_shapes_and_damaged_streams():
 
 
 
-def test_fine_index_rate_trains_the_coarse_level():
-    """A fine index's bits are those under its parent's hard code, with a gradient through the parent's soft
-    assignment: h_a is rewarded for coarse codes that predict the fine indices (hard parents alone would only push
-    it toward fewer coarse codes)."""
-    model = _model()
-    for _ in range(3):  # seeds the codebooks and makes the transition counts non-uniform
-        model(torch.rand(4, 3, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0]))
-    coarse_indices = torch.randint(0, 8, (1, 2, 1, 1))
-    soft = torch.softmax(torch.randn(1, 2, 8, 1, 1), dim=2).requires_grad_()
-    hard = torch.nn.functional.one_hot(coarse_indices, 8).permute(0, 1, 4, 2, 3).float()
-    log_pmf = model._conditional_log_pmf(1, hard + soft - soft.detach(), torch.Size((1, 24, 4, 4)))
-    transition = model._log_pmf(model.transition_counts(1))  # [m, K_z, K]
-    parents = coarse_indices[:, torch.arange(4) % 2]  # codebook j listens to coarse codebook j mod 2
-    expected = transition[torch.arange(4).view(1, 4, 1, 1), parents]  # [1, 4, 1, 1, K]
-    assert torch.allclose(log_pmf, expected.permute(0, 1, 4, 2, 3).expand_as(log_pmf), atol=1e-5)
-    log_pmf[:, :, 3].sum().backward()
-    assert soft.grad.abs().sum() > 0
-
-
 def test_training_from_loaded_weights_keeps_their_codewords():
     """The EMA statistics are not saved; loading weights restarts them from the loaded codewords, so a training
     step moves a codeword only a little toward its vectors instead of back to the random initialisation."""

@@ -170,10 +170,9 @@ class ProductQuantizer(nn.Module):
 
 
 def _parent_codes(coarse: torch.Tensor, groups: int, height: int, width: int) -> torch.Tensor:
-    """The coarse code each fine codebook j is conditioned on (codebook j mod m_z at the parent cell); `coarse` is
-    [B, m_z, h, w] indices or [B, m_z, K_z, h, w] assignment weights."""
+    """The coarse code each fine codebook j is conditioned on (codebook j mod m_z at the parent cell)."""
     parent = coarse[:, torch.arange(groups) % coarse.shape[1]]
-    parent = parent.repeat_interleave(4, dim=-2).repeat_interleave(4, dim=-1)
+    parent = parent.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
     return parent[..., :height, :width]
 
 
@@ -223,12 +222,6 @@ class MultiCodebookModel(VariableRateImageModel):
         flat.index_put_((index.flatten(), values.flatten()), torch.ones(values.numel(), device=counts.device),
                         accumulate=True)
 
-    def _conditional_log_pmf(self, level: int, parent_choice: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """log PMF [b, m, K, H, W] of each fine index given its parent's coarse assignment [b, m_z, K_z, h, w]."""
-        weights = _parent_codes(parent_choice, self.groups[level], *shape[-2:])  # [b, m, K_z, H, W]
-        pmf = self._log_pmf(self.transition_counts(level)).exp()  # [m, K_z, K]
-        return torch.einsum("bmchw,mck->bmkhw", weights, pmf).clamp_min(1e-12).log()
-
     # --- training ---------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
         """Per-sample rate level (quality rounded); "bits" per sample is the expected code length under the soft
@@ -239,10 +232,6 @@ class MultiCodebookModel(VariableRateImageModel):
         coarse = self.coarse(self.h_a(y))
         coarse_log_pmf = self._log_pmf(self.coarse_counts)
         coarse_bits = (coarse["soft"] * -coarse_log_pmf[None, :, :, None, None]).sum(2) / LOG2
-        # the hard parent code in value, the soft assignment in gradient: h_a learns to pick coarse codes that make
-        # the fine indices predictable (with hard parents alone its only rate gradient is toward fewer coarse codes)
-        hard_parent = F.one_hot(coarse["indices"], self.hyper_codewords).permute(0, 1, 4, 2, 3).to(coarse["soft"])
-        parent_choice = hard_parent + coarse["soft"] - coarse["soft"].detach()
         y_hat = torch.zeros_like(y)
         fine_bits = torch.zeros(x.shape[0], device=x.device)
         vq_loss = coarse["vq_loss"]
@@ -259,10 +248,12 @@ class MultiCodebookModel(VariableRateImageModel):
             else:
                 y_hat[chosen] = fine["y_hat"]
                 vq_loss = vq_loss + fine["vq_loss"] * len(chosen) / len(levels)
-            bits = -(fine["soft"] * self._conditional_log_pmf(level, parent_choice[chosen], y.shape)).sum(2) / LOG2
+            parents = _parent_codes(coarse["indices"][chosen], self.groups[level], *y.shape[-2:])
+            log_pmf = self._log_pmf(self.transition_counts(level))  # [m, K_z, K]
+            codebook = torch.arange(self.groups[level], device=x.device).view(1, -1, 1, 1)
+            conditional = log_pmf[codebook, parents]  # [b, m, H, W, K]
+            bits = -(fine["soft"] * conditional.permute(0, 1, 4, 2, 3)).sum(2) / LOG2
             if self.training:
-                parents = _parent_codes(coarse["indices"][chosen], self.groups[level], *y.shape[-2:])
-                codebook = torch.arange(self.groups[level], device=x.device).view(1, -1, 1, 1)
                 self._count(self.transition_counts(level), (codebook * self.hyper_codewords + parents).expand_as(
                     fine["indices"]), fine["indices"])
             fine_bits[chosen] = bits.sum(dim=(1, 2, 3)) + residual_bits
