@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-from model_card import init_record, training_command, write_card  # noqa: E402
+from model_card import init_record, run_init_record, training_command, write_card  # noqa: E402
 
 from codec.zoo import sha256_of  # noqa: E402
 
@@ -29,3 +29,18 @@ def test_init_record_names_the_card_whose_weights_a_run_started_from(tmp_path: P
     assert record == {"sha256": sha256_of(weights), "model": "old", "training": {"command": "python train.py"}}
     weights.write_bytes(b"changed")  # weights no card names: only their digest
     assert init_record(weights, models) == {"sha256": sha256_of(weights)}
+
+
+def test_run_init_record_survives_an_export_over_the_init_weights(tmp_path: Path):
+    """A run started from weights/NAME and exported as NAME overwrites that file: the lineage taken at the start
+    must still name the old weights and their card, not the run's own."""
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"old weights")
+    models, run = tmp_path / "models", tmp_path / "run"
+    write_card("model", {"name": "model", "sha256": sha256_of(weights), "training": {"command": "first"}}, models)
+    at_start = run_init_record(run, weights, models)
+    weights.write_bytes(b"new weights")  # the export
+    write_card("model", {"name": "model", "sha256": sha256_of(weights), "training": {"command": "second"}}, models)
+    assert run_init_record(run, weights, models) == at_start
+    assert at_start["training"] == {"command": "first"} and at_start["sha256"] != sha256_of(weights)
+    assert run_init_record(run, None, models) is None

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.registry import create_model  # noqa: E402
 from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
-from model_card import init_record, read_card, training_command, write_card  # noqa: E402
+from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
 
 ARCHITECTURES = {
     "factorized": "Ballé et al. 2018 factorized prior: g_a/g_s 4x (5x5 stride-2 conv + GDN), gain units",
@@ -85,9 +85,10 @@ def main() -> None:
     model.load_state_dict({key: value for key, value in state["model"].items() if key in own})  # drops training-only buffers
     model.eval()
     model.update()
+    run_args = config["args"]
+    init = run_init_record(args.run, Path(run_args["init"]) if run_args.get("init") else None)  # before any overwrite
     weights_file = f"{args.name}.safetensors"
     sha256 = save_weights(model, PROJECT_ROOT / "weights" / weights_file)
-    run_args = config["args"]
     variant = f"{family}-residual" if model_config.get("residual") else family
     card = read_card(args.name)
     card.update({
@@ -116,8 +117,8 @@ def main() -> None:
             **training_summary(args.run),
         },
     })
-    if run_args.get("init"):  # what "--init" pointed at when this was exported, and how that was trained
-        card["training"]["init"] = init_record(Path(run_args["init"]))
+    if init:  # the weights "--init" pointed at, and how they were trained
+        card["training"]["init"] = init
     print(f"wrote {write_card(args.name, card)} and weights/{weights_file} (sha256 {sha256[:16]}...)")
 
 

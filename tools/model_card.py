@@ -1,6 +1,7 @@
 """Read and write model cards (models/NAME.toml). Cards are data: figures in them come from tools/ scripts."""
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -52,4 +53,19 @@ def init_record(weights: Path, models_dir: Path = MODELS_DIR) -> dict:
         card = read_card(card_file.stem, models_dir)
         if card.get("sha256") == sha256:
             record.update({"model": card["name"], "training": card.get("training", {})})
+    return record
+
+
+def run_init_record(run: Path, weights: Path | None, models_dir: Path = MODELS_DIR) -> dict | None:
+    """`init_record` of a run's --init weights, taken when the run first starts and kept in <run>/init.json: by
+    export time the file may have been replaced (an export under the same name), and its hash would name the run
+    itself."""
+    if weights is None:
+        return None
+    stored = run / "init.json"
+    if stored.exists():
+        return json.loads(stored.read_text(encoding="utf-8"))
+    record = init_record(weights, models_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec.registry import create_model  # noqa: E402
 from codec.zoo import load_trained_weights  # noqa: E402
 from codec.precision import use_bf16  # noqa: E402
+from model_card import run_init_record  # noqa: E402
 from photos import training_photos, validation_photos  # noqa: E402
 
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
@@ -208,6 +209,8 @@ def main() -> None:
         if rank == 0:
             print(f"resumed from step {step}", flush=True)
     elif args.init:
+        if rank == 0:
+            run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
         weights = load_trained_weights(args.init)
         weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
         own = model.state_dict()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec.precision import use_bf16  # noqa: E402
 from codec.split.student import EntropicStudent  # noqa: E402
 from codec.zoo import PROJECT_ROOT, load_trained_weights, save_weights  # noqa: E402
-from model_card import init_record, read_card, training_command, write_card  # noqa: E402
+from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
 from split_tasks import SplitTask, make_task  # noqa: E402
 
 
@@ -107,6 +107,7 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
     # float16 storage halves the file; the student computes in float32 and every figure is measured after loading it
     weights_dir, models_dir = args.export_root / "weights", args.export_root / "models"
     weights_dir.mkdir(parents=True, exist_ok=True)
+    init = run_init_record(args.out, args.init)  # before the export may overwrite the --init file
     sha256 = save_weights(student, weights_dir / weights_file, storage_dtype=torch.float16)
     card = read_card(args.name, models_dir)
     final = log[-1]["validation"] if log else {}
@@ -143,8 +144,8 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             f"final_validation_{task.validation_name}": final,
         },
     })
-    if args.init:  # what "--init" pointed at when this was exported, and how that was trained
-        card["training"]["init"] = init_record(args.init)
+    if init:  # the weights "--init" pointed at, and how they were trained
+        card["training"]["init"] = init
     write_card(args.name, card, models_dir)
     print(f"exported {weights_dir / weights_file} (sha256 {sha256[:16]}...) and {models_dir / args.name}.toml", flush=True)
 
@@ -172,6 +173,7 @@ def main() -> None:
         student.load_state_dict(torch.load(args.init_run / "checkpoint.pt", weights_only=True)["model"])
         step = args.stage1_steps
     elif state is None and args.init:
+        run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
         student.load_state_dict(load_trained_weights(args.init))  # float16 storage becomes the float32 start
         print(f"initialised from {args.init}", flush=True)
     train_images, train_labels = task.train_images, task.train_labels
