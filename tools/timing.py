@@ -1,7 +1,9 @@
 """Best-of-N wall-clock timing shared by the benchmarks."""
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -17,3 +19,13 @@ def best_of(repeats: int, function: Callable[[], T], warm_up: bool = False) -> t
         result = function()
         best = min(best, time.perf_counter() - started)
     return best, result
+
+
+def cpu_description() -> str:
+    """The CPU model and whether it has AMX (bf16 speed differs a lot between AVX-512-bf16-only and AMX CPUs)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
+    return f"{name}, {'AMX' if 'amx_bf16' in info else 'no AMX'}"
