@@ -14,16 +14,22 @@ import torch
 
 
 @functools.lru_cache(maxsize=None)
+def cpuinfo() -> str:
+    """/proc/cpuinfo ("" where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=None)
 def cpu_has_bf16() -> bool:
     """True when the CPU advertises native bf16 (AVX-512 BF16 or AMX); env CODEC_BF16=0/1 overrides."""
     forced = os.environ.get("CODEC_BF16")
     if forced is not None:
         return forced not in ("0", "", "false", "no")
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
+    flags = cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

@@ -99,11 +99,12 @@ class CifarTask(SplitTask):
 
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        feature = self.teacher.head(normalize(x))
+        normalized = normalize(x)
+        feature = self.teacher.head(normalized)
         stages = [feature, *self.teacher.tail_stages(feature)]
         if self.kd_teacher is self.teacher:
             return stages, self.teacher.classify(stages[-1])
-        return stages, self.kd_teacher(normalize(x))
+        return stages, self.kd_teacher(normalized)
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random 32x32 crops of the 4-pixel zero-padded batch, half of them flipped."""
@@ -201,10 +202,11 @@ def _cifar_depth(teacher: str) -> int | None:
 
 def make_task(teacher: str, kd_teacher: str | None = None) -> SplitTask:
     """The task for a teacher; `kd_teacher` (CIFAR only) gives stage 2's soft labels instead of the teacher."""
-    if kd_teacher is not None and (_cifar_depth(teacher) is None or _cifar_depth(kd_teacher) is None):
+    depth, kd_depth = _cifar_depth(teacher), _cifar_depth(kd_teacher or teacher)
+    if kd_teacher is not None and (depth is None or kd_depth is None):
         raise ValueError(f"--kd-teacher must be a CIFAR ResNet (resnet20/32/44/56) with a CIFAR teacher, got {kd_teacher!r}")
     if teacher == "efficientnet-lite0":
         return ImagenetteTask()
-    if _cifar_depth(teacher) is not None:
-        return CifarTask(_cifar_depth(teacher), kd_depth=_cifar_depth(kd_teacher) if kd_teacher else None)
+    if depth is not None:
+        return CifarTask(depth, kd_depth=kd_depth)
     raise ValueError(f"unknown teacher {teacher!r}: resnet20/32/44/56 or efficientnet-lite0")

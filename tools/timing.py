@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import platform
 import time
-from pathlib import Path
 from typing import Callable, TypeVar
+
+from codec.precision import cpuinfo
 
 T = TypeVar("T")
 
@@ -23,9 +24,8 @@ def best_of(repeats: int, function: Callable[[], T], warm_up: bool = False) -> t
 
 def cpu_description() -> str:
     """The CPU model and whether it has AMX (bf16 speed differs a lot between AVX-512-bf16-only and AMX CPUs)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
+    info = cpuinfo()
+    if not info:
         return platform.processor() or "unknown CPU"
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
     return f"{name}, {'AMX' if 'amx_bf16' in info else 'no AMX'}"
