@@ -46,3 +46,18 @@ def test_kd_teacher_must_be_a_cifar_resnet(tmp_path):
     result = _train(tmp_path / "run", tmp_path / "export", "--kd-teacher", "efficientnet-lite0")
     assert result.returncode != 0 and "--kd-teacher must be a CIFAR ResNet" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_photo_share_feeds_stage_1_and_is_named_on_the_card(tmp_path):
+    out, export_root = tmp_path / "run", tmp_path / "export"
+    result = _train(out, export_root, "--photo-share", "0.5", "--photo-thumbnails", "6", "--name", "es-photos")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = tomllib.loads((export_root / "models" / "es-photos.toml").read_text())
+    assert "--photo-share 0.5" in card["training"]["command"]
+    assert "6 unlabelled thumbnails of the training photos" in card["training"]["data"]
+
+
+def test_shares_must_leave_room_for_the_train_set(tmp_path):
+    result = _train(tmp_path / "run", tmp_path / "export", "--photo-share", "0.5", "--lossless-share", "0.5")
+    assert result.returncode != 0 and "must leave part of each batch" in result.stderr
+    assert "Traceback" not in result.stderr

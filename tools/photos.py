@@ -9,6 +9,10 @@ import glob
 import os
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
 SHARED_DATA = Path(os.environ.get("CODEC_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 DEBIAN_PHOTO_GLOBS = (
@@ -33,3 +37,26 @@ def validation_photos() -> list[Path]:
 
 def kodak_photos() -> list[Path]:
     return sorted((SHARED_DATA / "kodak").glob("kodim*.png"))
+
+
+def random_thumbnails(photos: list[Path], count: int, size: int, seed: int, min_side: int = 64) -> np.ndarray:
+    """`count` unlabelled size x size thumbnails (uint8 [count, size, size, 3]): random square crops of the photos,
+    from `min_side` pixels to the photo's short side, shrunk with a box filter (the way CIFAR-sized images are made).
+    Head distillation needs no labels, so these widen its training set with clean, never-JPEG'd pixels."""
+    if not photos or count <= 0:
+        raise ValueError("random_thumbnails needs photos and a positive count")
+    rng = np.random.default_rng(seed)
+    per_photo = np.bincount(rng.integers(0, len(photos), count), minlength=len(photos))
+    thumbnails = []
+    for path, wanted in zip(tqdm(photos, desc="photo thumbnails", mininterval=10), per_photo):
+        if wanted == 0:
+            continue
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        short = min(image.size)
+        for _ in range(wanted):
+            side = int(rng.integers(min(min_side, short), short + 1))
+            left, top = int(rng.integers(0, image.width - side + 1)), int(rng.integers(0, image.height - side + 1))
+            crop = image.resize((size, size), Image.Resampling.BOX, box=(left, top, left + side, top + side))
+            thumbnails.append(np.asarray(crop))
+    return np.stack(thumbnails)[rng.permutation(count)]

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec.precision import use_bf16  # noqa: E402
 from codec.split.student import EntropicStudent  # noqa: E402
 from codec.zoo import PROJECT_ROOT, load_trained_weights, save_weights  # noqa: E402
+from photos import random_thumbnails, training_photos  # noqa: E402
 from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
 from split_tasks import SplitTask, make_task  # noqa: E402
 
@@ -55,6 +56,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--name", help="export weights/NAME.safetensors and models/NAME.toml when done")
     parser.add_argument("--lossless-share", type=float, default=0.0,
                         help="share of each batch drawn from the lossless (true-pixel) training images (CIFAR: 3500; 500 more validate)")
+    parser.add_argument("--photo-share", type=float, default=0.0,
+                        help="share of each stage-1 batch drawn from unlabelled thumbnails of the training photos "
+                        "(head distillation needs no labels)")
+    parser.add_argument("--photo-thumbnails", type=int, default=20000, help="thumbnails made for --photo-share")
     parser.add_argument("--init-run", type=Path,
                         help="start stage 2 from this run's finished checkpoint (its encoder and entropy model stay)")
     parser.add_argument("--init", type=Path,
@@ -135,7 +140,9 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
         "training": {
             "script": "tools/train_split.py",
             "command": command_line(args, task.name),
-            "data": fields["data"],
+            "data": fields["data"] + (f"; stage 1 also draws {args.photo_share:g} of each batch from "
+                                      f"{args.photo_thumbnails} unlabelled thumbnails of the training photos "
+                                      "(tools/photos.py random_thumbnails)" if args.photo_share else ""),
             "stage1": fields["stage1"],
             "stage2": f"KD with encoder frozen ({fields['stage2_trains']} trained): {task.stage2_label_weight:g} CE + "
             f"{1 - task.stage2_label_weight:g} T^2 KL to the soft labels of "
@@ -179,6 +186,13 @@ def main() -> None:
     train_images, train_labels = task.train_images, task.train_labels
     lossless_images, lossless_labels = task.lossless_images, task.lossless_labels
     lossless_count = int(round(args.lossless_share * args.batch)) if len(lossless_images) else 0
+    photo_count = int(round(args.photo_share * args.batch))
+    if not 0 <= lossless_count + photo_count < args.batch:
+        raise SystemExit("train_split: --lossless-share plus --photo-share must leave part of each batch to the train set")
+    photo_images = torch.empty(0, *train_images.shape[1:], dtype=torch.uint8)
+    if photo_count and step < args.stage1_steps:
+        photos = random_thumbnails(training_photos(), args.photo_thumbnails, train_images.shape[-1], args.seed)
+        photo_images = torch.from_numpy(photos).permute(0, 3, 1, 2).contiguous()
     log_path = args.out / "log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     log = [record for record in log if "validation" in record]
@@ -219,10 +233,13 @@ def main() -> None:
             peak = args.lr if stage == 1 else args.lr / 5
             for group in optimizer.param_groups:
                 group["lr"] = cosine(in_stage, args.stage1_steps if stage == 1 else args.stage2_steps, peak)
-            index = torch.randint(0, len(train_images), (args.batch - lossless_count,), generator=generator)
+            unlabelled = photo_count if stage == 1 else 0  # stage 2 needs labels
+            index = torch.randint(0, len(train_images), (args.batch - lossless_count - unlabelled,), generator=generator)
             extra = torch.randint(0, max(len(lossless_images), 1), (lossless_count,), generator=generator)
-            x = task.augment(torch.cat([train_images[index], lossless_images[extra]]).float() / 255, generator)
-            labels = torch.cat([train_labels[index], lossless_labels[extra]])
+            photo = torch.randint(0, max(len(photo_images), 1), (unlabelled,), generator=generator)
+            x = task.augment(torch.cat([train_images[index], lossless_images[extra], photo_images[photo]]).float() / 255,
+                             generator)
+            labels = torch.cat([train_labels[index], lossless_labels[extra]])  # stage 2 only, where no photos are drawn
             target_stages, teacher_logits = task.teacher_outputs(x)
             output = student(x, bf16=bf16)
             bits = -torch.log2(output["likelihoods"]).sum() / args.batch
