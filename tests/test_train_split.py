@@ -61,3 +61,21 @@ def test_shares_must_leave_room_for_the_train_set(tmp_path):
     result = _train(tmp_path / "run", tmp_path / "export", "--photo-share", "0.5", "--lossless-share", "0.5")
     assert result.returncode != 0 and "must leave part of each batch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_joint_stage2_also_trains_the_encoder(tmp_path):
+    import torch
+
+    def encoder_after(run: str, *extra: str) -> dict:
+        out = tmp_path / run
+        assert _train(out, tmp_path / "export", "--stage2-steps", "0").returncode == 0  # the same stage 1 (seed 0)
+        stage1 = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+        result = _train(out, tmp_path / "export", *extra)
+        assert result.returncode == 0, result.stderr[-2000:]
+        final = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+        return {key: torch.equal(stage1[key], final[key]) for key in stage1 if key.startswith("encoder.")}
+
+    assert all(encoder_after("frozen").values())  # the default stage 2 leaves the encoder as stage 1 left it
+    assert not all(encoder_after("joint", "--joint-stage2", "--name", "es-joint").values())
+    card = tomllib.loads((tmp_path / "export" / "models" / "es-joint.toml").read_text())
+    assert "--joint-stage2" in card["training"]["command"] and "end to end" in card["training"]["stage2"]

@@ -8,7 +8,9 @@
 Stage 1, head distillation: encoder + entropy model + decoder learn to reproduce the teacher's feature at the
 split point and its later stages (sum of MSEs through the frozen tail) plus beta * bits per image. No labels needed.
 Stage 2, knowledge distillation: encoder and entropy model frozen; the decoder (and, for CIFAR, the tail) learn
-from the teacher's soft labels (temperature T) and the true labels. Data and validation per teacher: see
+from the teacher's soft labels (temperature T) and the true labels. With --joint-stage2 the encoder and entropy
+model keep training in stage 2 too, with beta * bits in the loss (end to end, after stage 1 has found a good
+start; the encoder then serves only this task). Data and validation per teacher: see
 tools/split_tasks.py. Resumable (<out>/checkpoint.pt); with --name the result is frozen into
 weights/NAME.safetensors and models/NAME.toml.
 """
@@ -51,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3, help="stage 1 peak learning rate (stage 2 uses a fifth)")
     parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--joint-stage2", action="store_true",
+                        help="stage 2 also fine-tunes the encoder and entropy model, adding beta * bits to its loss "
+                        "(end to end: the latent learns what the task needs, the encoder becomes task-specific)")
     parser.add_argument("--kd-teacher", help="CIFAR: a deeper ResNet (e.g. resnet56) whose logits are stage 2's soft labels")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", help="export weights/NAME.safetensors and models/NAME.toml when done")
@@ -105,6 +110,14 @@ def command_line(args: argparse.Namespace, teacher: str) -> str:
     return training_command("tools/train_split.py", vars(args), _NOT_IN_COMMAND, (f"--teacher {teacher}",))
 
 
+def stage2_description(task: SplitTask, args: argparse.Namespace, fields: dict) -> str:
+    """Stage 2 as the model card names it."""
+    trained = (f"end to end (encoder, entropy model, {fields['stage2_trains']} trained), + beta * bits"
+               if args.joint_stage2 else f"with encoder frozen ({fields['stage2_trains']} trained)")
+    return (f"KD {trained}: {task.stage2_label_weight:g} CE + {1 - task.stage2_label_weight:g} T^2 KL to the soft "
+            f"labels of {fields.get('stage2_soft_labels', 'the teacher')}, T={args.temperature:g}")
+
+
 def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, log: list[dict], seconds: float) -> None:
     student.eval()
     student.update()
@@ -144,9 +157,7 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
                                       f"{args.photo_thumbnails} unlabelled thumbnails of the training photos "
                                       "(tools/photos.py random_thumbnails)" if args.photo_share else ""),
             "stage1": fields["stage1"],
-            "stage2": f"KD with encoder frozen ({fields['stage2_trains']} trained): {task.stage2_label_weight:g} CE + "
-            f"{1 - task.stage2_label_weight:g} T^2 KL to the soft labels of "
-            f"{fields.get('stage2_soft_labels', 'the teacher')}, T={args.temperature:g}",
+            "stage2": stage2_description(task, args, fields),
             "wall_time_hours": round(seconds / 3600, 3),
             f"final_validation_{task.validation_name}": final,
         },
@@ -198,19 +209,22 @@ def main() -> None:
     (args.out / "config.json").write_text(json.dumps({"args": vars(args), "bf16": bf16}, default=str, indent=1))
 
     def optimizer_for(stage: int) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
-        if stage == 1:
+        """Stage 1 (and a joint stage 2) trains encoder, entropy model and decoder; stage 2 the decoder (and tail)."""
+        aux = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=1e-3)
+        if stage == 1 or args.joint_stage2:
             params = [p for n, p in student.named_parameters()
                       if not n.startswith(("tail.", "teacher.")) and not n.endswith("quantiles")]
+        else:
+            student.encoder.requires_grad_(False)
+            student.entropy_bottleneck.requires_grad_(False)
+            params, aux = list(student.decoder.parameters()), None
+        if stage == 1:
             student.tail.requires_grad_(False)
-            aux = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=1e-3)
             return torch.optim.Adam(params, lr=args.lr), aux
-        student.encoder.requires_grad_(False)
-        student.entropy_bottleneck.requires_grad_(False)
-        params = list(student.decoder.parameters())
         if task.stage2_trains_tail:
             student.tail.requires_grad_(True)
             params += list(student.tail.parameters())
-        return torch.optim.Adam(params, lr=args.lr / 5), None
+        return torch.optim.Adam(params, lr=args.lr / 5), aux
 
     stage = 1 if step < args.stage1_steps else 2
     optimizer, aux_optimizer = optimizer_for(stage)
@@ -251,7 +265,7 @@ def main() -> None:
                               reduction="batchmean") * t * t
                 label_weight = task.stage2_label_weight
                 distill = label_weight * F.cross_entropy(output["logits"], labels) + (1 - label_weight) * kd
-                loss = distill
+                loss = distill + args.beta * bits if args.joint_stage2 else distill
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
