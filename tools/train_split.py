@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default=None, help="resnet20/32/44/56 (CIFAR-10) or efficientnet-lite0 (Imagenette)")
     parser.add_argument("--depth", type=int, default=20, help="CIFAR ResNet depth when --teacher is not given")
-    parser.add_argument("--beta", type=float, required=True, help="weight of bits per image in stage 1")
+    parser.add_argument("--beta", type=float, required=True, help="weight of bits per image in stage 1 (and in a --joint-stage2)")
     parser.add_argument("--latent", type=int, default=24)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--decoder-hidden", type=int, default=96, help="EfficientNet student decoder width")
