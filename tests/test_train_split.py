@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 from codec.split.data import CIFAR_DIR
 
@@ -64,12 +66,13 @@ def test_shares_must_leave_room_for_the_train_set(tmp_path):
 
 
 def test_joint_stage2_also_trains_the_encoder(tmp_path):
-    import torch
+    stage1_run = tmp_path / "stage1"
+    assert _train(stage1_run, tmp_path / "export", "--stage2-steps", "0").returncode == 0  # one stage 1 for both
+    stage1 = torch.load(stage1_run / "checkpoint.pt", weights_only=True)["model"]
 
     def encoder_after(run: str, *extra: str) -> dict:
         out = tmp_path / run
-        assert _train(out, tmp_path / "export", "--stage2-steps", "0").returncode == 0  # the same stage 1 (seed 0)
-        stage1 = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+        shutil.copytree(stage1_run, out)
         result = _train(out, tmp_path / "export", *extra)
         assert result.returncode == 0, result.stderr[-2000:]
         final = torch.load(out / "checkpoint.pt", weights_only=True)["model"]

@@ -210,14 +210,15 @@ def main() -> None:
 
     def optimizer_for(stage: int) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
         """Stage 1 (and a joint stage 2) trains encoder, entropy model and decoder; stage 2 the decoder (and tail)."""
-        aux = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=1e-3)
-        if stage == 1 or args.joint_stage2:
+        trains_coding = stage == 1 or args.joint_stage2
+        if trains_coding:
             params = [p for n, p in student.named_parameters()
                       if not n.startswith(("tail.", "teacher.")) and not n.endswith("quantiles")]
         else:
             student.encoder.requires_grad_(False)
             student.entropy_bottleneck.requires_grad_(False)
-            params, aux = list(student.decoder.parameters()), None
+            params = list(student.decoder.parameters())
+        aux = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=1e-3) if trains_coding else None
         if stage == 1:
             student.tail.requires_grad_(False)
             return torch.optim.Adam(params, lr=args.lr), aux
