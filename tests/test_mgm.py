@@ -80,3 +80,24 @@ def test_training_from_loaded_weights_keeps_their_codewords():
     fresh(torch.rand(4, 3, 64, 64), torch.tensor([1.0, 1.0, 1.0, 1.0]))
     assert (fresh.fine[1].codebooks - loaded).abs().max() < 0.5 * loaded.abs().max()
     assert torch.equal(fresh.fine[1].ema_sums / fresh.fine[1].ema_counts[..., None], fresh.fine[1].codebooks)
+
+
+def test_an_eager_threshold_reassigns_an_under_used_codeword_that_the_default_keeps():
+    torch.manual_seed(0)
+    y = torch.randn(2, 4, 5, 6)
+    moved = {}
+    for dead_usage in (0.02, 0.25):
+        quantizer = ProductQuantizer(groups=1, codewords=4, channels=4, dead_usage=dead_usage)
+        quantizer(y)
+        quantizer.codebooks.data[0, 3] = 1e6  # nothing is near it, but it was used at 10 % of its fair share
+        quantizer.ema_sums[0, 3] = 1e6 * quantizer.ema_counts[0, 3]
+        quantizer.usage[0, 3] = 0.1 / quantizer.codewords
+        quantizer(y)
+        moved[dead_usage] = bool((quantizer.codebooks.data[0, 3].abs() < 1e3).all())
+    assert moved == {0.02: False, 0.25: True}
+
+
+def test_the_coarse_level_reassigns_eagerly_and_its_size_is_configurable():
+    model = MultiCodebookModel((0.002,), n=16, m=24, groups=(2,), codewords=16, hyper_codewords=5)
+    assert model.coarse.codewords == 5 and model.transition_counts(0).shape == (2, 5, 16)
+    assert model.coarse.dead_usage > model.fine[0].dead_usage

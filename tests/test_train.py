@@ -27,10 +27,12 @@ def photo_folder(tmp_path_factory) -> Path:
     return folder
 
 
-def _train(out: Path, photos: Path, steps: int, launcher: list[str]) -> subprocess.CompletedProcess:
+def _train(out: Path, photos: Path, steps: int, launcher: list[str], extra: tuple[str, ...] = ()
+           ) -> subprocess.CompletedProcess:
+    """A tiny training run; `extra` arguments come last, so they override TINY's."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     command = launcher + [str(ROOT / "tools" / "train_image.py"), *TINY, "--steps", str(steps), "--out", str(out),
-                          "--photos", str(photos)]
+                          "--photos", str(photos), *extra]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -67,10 +69,7 @@ def test_training_can_start_from_shipped_style_weights(tmp_path, photo_folder):
     assert _train(out, photo_folder, 2, [sys.executable]).returncode == 0
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     save_file({key: value.contiguous() for key, value in state.items()}, str(tmp_path / "w.safetensors"))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    command = [sys.executable, str(ROOT / "tools" / "train_image.py"), *TINY, "--steps", "1", "--out",
-               str(tmp_path / "second"), "--photos", str(photo_folder), "--init", str(tmp_path / "w.safetensors")]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    result = _train(tmp_path / "second", photo_folder, 1, [sys.executable], ("--init", str(tmp_path / "w.safetensors")))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "initialised from" in result.stdout
 
@@ -87,3 +86,15 @@ def test_init_can_add_a_rate_level_with_interpolated_gains():
     torch.testing.assert_close(remapped["gains.log_gain"], torch.tensor([[-1.0, 0.0], [0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]))
     assert remapped["other"] is weights["other"]
     assert remap_gain_levels(weights, [0.01, 0.04], [0.01, 0.04]) is weights
+
+
+def test_mgm_training_records_the_coarse_codebook_size(tmp_path, photo_folder):
+    import torch
+
+    out = tmp_path / "mgm"
+    result = _train(out, photo_folder, 2, [sys.executable],
+                    ("--model", "mgm", "--groups", "1", "2", "--residual", "--hyper-codewords", "4"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["hyper_codewords"] == 4
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert state["coarse.codebooks"].shape[:2] == (4, 4)

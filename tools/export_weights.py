@@ -78,7 +78,7 @@ def main() -> None:
     config = json.loads((args.run / "config.json").read_text())
     family = config["family"]
     model_config = {"lambdas": list(config["lambdas"]), "n": config["n"], "m": config["m"]}
-    model_config.update({key: config[key] for key in ("groups", "residual") if key in config})
+    model_config.update({key: config[key] for key in ("groups", "residual", "hyper_codewords") if key in config})
     model = create_model(family, **model_config)
     state = torch.load(args.run / "checkpoint.pt", weights_only=True)
     own = model.state_dict()

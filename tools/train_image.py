@@ -142,6 +142,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS))
     parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
     parser.add_argument("--groups", type=int, nargs="+", help="mgm: codebooks per rate level (one per lambda)")
+    parser.add_argument("--hyper-codewords", type=int, help="mgm: codewords per coarse codebook (default 64)")
     parser.add_argument("--residual", action="store_true",
                         help="mgm: code y - codeword under each component's Gaussian (mixture means and scales)")
     parser.add_argument("--out", type=Path, required=True)
@@ -189,6 +190,8 @@ def main() -> None:
         config["groups"] = tuple(args.groups)
     if args.residual:
         config["residual"] = True
+    if args.hyper_codewords:
+        config["hyper_codewords"] = args.hyper_codewords
     model = create_model(args.model, **config).to(device)
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)

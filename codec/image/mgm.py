@@ -44,7 +44,10 @@ from codec.image import transforms
 from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
 
 LOG2 = float(np.log(2.0))
-DEAD_USAGE = 0.02  # a codeword used less than this fraction of its fair share gets re-assigned
+DEAD_USAGE = 0.02  # a fine codeword used less than this fraction of its fair share gets re-assigned
+# the coarse codes get no gradient that spreads them (they only pick the fine PMF tables), so their codewords
+# collapse onto a few clusters unless under-used ones are re-assigned far more eagerly
+COARSE_DEAD_USAGE = 0.25
 EMA_DECAY = 0.99  # codeword k-means averages
 COUNT_DECAY = 0.999  # index statistics forget over ~1000 training steps
 INDEX_SECTIONS = 4  # fine and coarse index streams with their escapes: the last sections of every mgm stream
@@ -54,9 +57,10 @@ POSITION_CHUNK = 4096  # positions per distance computation at inference (bounds
 class ProductQuantizer(nn.Module):
     """m codebooks of K codewords; the channels of a [B, m*d, H, W] latent are split into m groups of d."""
 
-    def __init__(self, groups: int, codewords: int, channels: int, mixture: bool = False) -> None:
+    def __init__(self, groups: int, codewords: int, channels: int, mixture: bool = False,
+                 dead_usage: float = DEAD_USAGE) -> None:
         super().__init__()
-        self.mixture = mixture
+        self.mixture, self.dead_usage = mixture, dead_usage
         if channels % groups:
             raise ValueError(f"{channels} channels do not split into {groups} codebooks")
         self.groups, self.codewords, self.dims = groups, codewords, channels // groups
@@ -145,7 +149,7 @@ class ProductQuantizer(nn.Module):
                 self.ema_square_sums.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * squares)
                 self.variances.copy_(self.ema_square_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
             self.usage.mul_(0.99).add_(0.01 * counts / counts.sum(-1, keepdim=True))
-            dead = self.usage < DEAD_USAGE / self.codewords
+            dead = self.usage < self.dead_usage / self.codewords
             if dead.any():
                 self._reassign(y, dead)
         return {"y_hat": y_hat, "indices": hard, "soft": soft, "vq_loss": vq_loss}
@@ -198,7 +202,7 @@ class MultiCodebookModel(VariableRateImageModel):
         self.g_s = transforms.synthesis_transform(n, m)
         self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True),
                                  conv(n, hyper_channels))
-        self.coarse = ProductQuantizer(hyper_groups, hyper_codewords, hyper_channels)
+        self.coarse = ProductQuantizer(hyper_groups, hyper_codewords, hyper_channels, dead_usage=COARSE_DEAD_USAGE)
         self.fine = nn.ModuleList(ProductQuantizer(g, codewords, m, mixture=residual) for g in self.groups)
         if residual:
             self.gaussian_conditional = GaussianConditional(None)  # training-time likelihoods of the residual
