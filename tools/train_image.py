@@ -218,6 +218,9 @@ def main() -> None:
         weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
         own = model.state_dict()
         matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        for key in [k for k in matching if k.endswith(".initialised")]:  # a resized codebook is seeded from data
+            if key.replace(".initialised", ".codebooks") not in matching:
+                del matching[key]
         model.load_state_dict(matching, strict=False)
         if rank == 0:
             print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh)",
