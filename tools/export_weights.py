@@ -68,6 +68,9 @@ def training_summary(run: Path) -> dict:
     return summary
 
 
+RUN_RECORDS = ("family", "bf16", "world_size", "args")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True)
@@ -77,8 +80,8 @@ def main() -> None:
 
     config = json.loads((args.run / "config.json").read_text())
     family = config["family"]
-    model_config = {"lambdas": list(config["lambdas"]), "n": config["n"], "m": config["m"]}
-    model_config.update({key: config[key] for key in ("groups", "residual", "hyper_codewords") if key in config})
+    # config.json is the model's constructor arguments plus these run records: every other key goes to the model
+    model_config = {key: value for key, value in config.items() if key not in RUN_RECORDS}
     model = create_model(family, **model_config)
     state = torch.load(args.run / "checkpoint.pt", weights_only=True)
     own = model.state_dict()
