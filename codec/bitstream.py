@@ -1,14 +1,16 @@
 """The container: a versioned, self-describing, checksummed file. Knows nothing about neural networks.
 
 Layout (fixed-size integers little-endian; "uint" is a u32 in version 1 and an unsigned LEB128 varint of at most
-5 bytes in version 2, which saves ~20 bytes a file: it matters for 200-byte feature payloads):
+5 bytes from version 2 on, which saves ~20 bytes a file: it matters for 200-byte feature payloads):
 
-    magic "LCDC" | version u8 | kind u8 | name_len u8 | name | weights digest 8B | quality f32
-    | height uint | width uint | channels u8 | bit_depth u8
+    magic "LCDC" | version u8 | kind u8 | name_len u8 | name | weights digest 8B | [quality f32]
+    | height uint | width uint | [channels u8 | bit_depth u8]
     | n_shapes u8 | per shape: ndim u8, dims uint * ndim
     | n_sections u8 | section lengths uint * n | section bytes ... | crc32 u32 (over everything before it)
 
-Writers emit version 2; parsers read versions 1 and 2.
+The bracketed fields describe a coded image; from version 3 on a feature container (split computing: the input is
+always an 8-bit RGB image of the model's size, and there is no rate knob) leaves them out, 6 bytes of a ~200-byte
+message. Writers emit version 3; parsers read versions 1, 2 and 3.
 
 The parser trusts nothing: every count, length and shape is checked against a limit before anything is allocated.
 """
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 from codec.errors import CodecError
 
 MAGIC = b"LCDC"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+FEATURE_DEFAULTS = {"quality": 0.0, "channels": 3, "bit_depth": 8}  # what a version-3 feature container implies
 KINDS = {1: "image", 2: "feature"}
 KIND_CODES = {name: code for code, name in KINDS.items()}
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels; raise with --max-pixels
@@ -76,10 +79,17 @@ def write(container: Container) -> bytes:
         raise ValueError("weights digest must be 8 bytes")
     if len(container.shapes) > MAX_SHAPES or len(container.sections) > MAX_SECTIONS:
         raise ValueError("too many shapes or sections")
+    describes_image = container.kind == "image"
+    if not describes_image and any(getattr(container, key) != value for key, value in FEATURE_DEFAULTS.items()):
+        raise ValueError(f"a feature container implies {FEATURE_DEFAULTS}")
     out = bytearray(MAGIC)
     out += struct.pack("<BBB", VERSION, KIND_CODES[container.kind], len(name)) + name + container.weights_digest
-    out += struct.pack("<f", container.quality) + varint(container.height) + varint(container.width)
-    out += struct.pack("<BBB", container.channels, container.bit_depth, len(container.shapes))
+    if describes_image:
+        out += struct.pack("<f", container.quality)
+    out += varint(container.height) + varint(container.width)
+    if describes_image:
+        out += struct.pack("<BB", container.channels, container.bit_depth)
+    out += struct.pack("<B", len(container.shapes))
     for shape in container.shapes:
         out += struct.pack("<B", len(shape)) + b"".join(map(varint, shape))
     out += struct.pack("<B", len(container.sections)) + b"".join(varint(len(section)) for section in container.sections)
@@ -142,9 +152,11 @@ def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
     except UnicodeDecodeError:
         raise CodecError("corrupt bitstream: model name is not ASCII") from None
     digest = reader.take(8)
-    (quality,) = reader.unpack("f")
+    describes_image = version < 3 or KINDS[kind_code] == "image"
+    quality = reader.unpack("f")[0] if describes_image else FEATURE_DEFAULTS["quality"]
     height, width = reader.uints(2, version)
-    channels, bit_depth = reader.unpack("BB")
+    channels, bit_depth = reader.unpack("BB") if describes_image else (FEATURE_DEFAULTS["channels"],
+                                                                        FEATURE_DEFAULTS["bit_depth"])
     if not math.isfinite(quality):
         raise CodecError("corrupt bitstream: quality is not a finite number")
     if height == 0 or width == 0 or channels not in (1, 3, 4) or bit_depth not in (8, 16):

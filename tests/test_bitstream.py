@@ -99,13 +99,31 @@ VERSION_1_BYTES = (
 )
 
 
+VERSION_2_BYTES = (
+    "4c43444302010d6d732d68797065727072696f72000102030405060700002040800480060308020401c00120300401800108"
+    "0c04280004016162636461626364616263646162636461626364616263646162636461626364616263646162636478797a3107b0b1a5e1"
+)
+
+
+def _feature_container() -> bitstream.Container:
+    return _container(kind="feature", model="es-r20-mid", quality=0.0, height=32, width=32, shapes=[(1, 24, 8, 8)],
+                      sections=[b"\x05" * 150, b""])
+
+
 def test_container_bytes_are_pinned():
-    """Format version 2 must not drift: a change here needs a version bump and a reader for the old layout."""
-    assert bitstream.write(_container()).hex() == (
-        "4c43444302010d6d732d68797065727072696f72000102030405060700002040800480060308020401c00120300401800108"
-        "0c04280004016162636461626364616263646162636461626364616263646162636461626364616263646162636478797a3107b0b1a5e1"
-    )
+    """Format version 3 must not drift: a change here needs a version bump and a reader for the old layout."""
+    assert bitstream.write(_container()).hex() == "4c43444303" + VERSION_2_BYTES[10:-8] + "a1141094"
+    feature = bitstream.write(_feature_container())
+    assert feature[:38].hex() == "4c43444303020a65732d7232302d6d6964000102030405060720200104011808080296010005"
+    assert len(feature) - 150 == 41  # 6 bytes fewer than version 2: no quality, channels or bit depth
 
 
-def test_version_1_files_still_decode():
-    assert bitstream.parse(bytes.fromhex(VERSION_1_BYTES)) == _container()
+@pytest.mark.parametrize("old", [VERSION_1_BYTES, VERSION_2_BYTES])
+def test_older_versions_still_decode(old: str):
+    assert bitstream.parse(bytes.fromhex(old)) == _container()
+
+
+def test_a_feature_container_round_trips_and_refuses_image_fields_it_cannot_carry():
+    assert bitstream.parse(bitstream.write(_feature_container())) == _feature_container()
+    with pytest.raises(ValueError, match="feature container"):
+        bitstream.write(_container(kind="feature", quality=2.5))
