@@ -101,3 +101,32 @@ def test_the_coarse_level_reassigns_eagerly_and_its_size_is_configurable():
     model = MultiCodebookModel((0.002,), n=16, m=24, groups=(2,), codewords=16, hyper_codewords=5)
     assert model.coarse.codewords == 5 and model.transition_counts(0).shape == (2, 5, 16)
     assert model.coarse.dead_usage > model.fine[0].dead_usage
+
+
+def test_only_the_coarse_codebooks_a_level_conditions_on_are_coded_and_older_streams_still_decode(monkeypatch):
+    torch.manual_seed(0)
+    model = MultiCodebookModel((0.002, 0.01), n=16, m=24, groups=(1, 2), codewords=16, hyper_channels=12,
+                               hyper_groups=3, hyper_codewords=4)
+    model(torch.rand(2, 3, 64, 64), torch.tensor([0.0, 1.0]))
+    model.eval()
+    model.update()
+    image = torch.rand(1, 3, 64, 64)
+    assert [model.compress(image, q).shapes[1][1] for q in (0.0, 1.0)] == [1, 2]
+    current = model.decompress(model.compress(image, 0.0), 0.0, 64, 64)
+    with monkeypatch.context() as patch:  # the layout before: every coarse codebook coded at every level
+        patch.setattr(model, "coarse_used", lambda level: model.coarse.groups)
+        older = model.compress(image, 0.0)
+    assert older.shapes[1][1] == 3
+    assert torch.equal(model.decompress(older, 0.0, 64, 64), current)
+
+
+def test_the_coarse_probe_trains_h_a_toward_the_fine_indices_and_leaves_g_a_to_the_rate_distortion_loss():
+    torch.manual_seed(0)
+    model = MultiCodebookModel((0.002, 0.01), n=16, m=24, groups=(1, 2), codewords=16, hyper_channels=8,
+                               hyper_groups=2, hyper_codewords=4, residual=True, coarse_probe=True)
+    output = model(torch.rand(2, 3, 64, 64), torch.tensor([0.0, 1.0]))
+    output["extra_loss"].backward()  # the coarse commitment and the probe's cross-entropy (residual: no fine VQ loss)
+    assert model.coarse_probe[1].weight.grad.abs().sum() > 0
+    assert model.h_a[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in model.g_a.parameters())
+    assert "coarse_probe.1.weight" in model.state_dict()

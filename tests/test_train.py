@@ -88,13 +88,16 @@ def test_init_can_add_a_rate_level_with_interpolated_gains():
     assert remap_gain_levels(weights, [0.01, 0.04], [0.01, 0.04]) is weights
 
 
-def test_mgm_training_records_the_coarse_codebook_size(tmp_path, photo_folder):
+def test_mgm_training_records_the_coarse_level_options(tmp_path, photo_folder):
     import torch
 
     out = tmp_path / "mgm"
     result = _train(out, photo_folder, 2, [sys.executable],
-                    ("--model", "mgm", "--groups", "1", "2", "--residual", "--hyper-codewords", "4"))
+                    ("--model", "mgm", "--groups", "1", "2", "--residual", "--hyper-codewords", "4",
+                     "--hyper-groups", "2", "--coarse-probe"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((out / "config.json").read_text())["hyper_codewords"] == 4
+    config = json.loads((out / "config.json").read_text())
+    assert (config["hyper_codewords"], config["hyper_groups"], config["coarse_probe"]) == (4, 2, True)
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
-    assert state["coarse.codebooks"].shape[:2] == (4, 4)
+    assert state["coarse.codebooks"].shape[:2] == (2, 4)
+    assert "coarse_probe.1.weight" in state

@@ -143,6 +143,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
     parser.add_argument("--groups", type=int, nargs="+", help="mgm: codebooks per rate level (one per lambda)")
     parser.add_argument("--hyper-codewords", type=int, help="mgm: codewords per coarse codebook (default 64)")
+    parser.add_argument("--hyper-groups", type=int, help="mgm: coarse codebooks (default 4; more than the largest "
+                        "--groups condition nothing)")
+    parser.add_argument("--coarse-probe", action="store_true",
+                        help="mgm: train h_a to make the coarse level predictive of the fine indices (a linear probe)")
     parser.add_argument("--residual", action="store_true",
                         help="mgm: code y - codeword under each component's Gaussian (mixture means and scales)")
     parser.add_argument("--out", type=Path, required=True)
@@ -192,6 +196,10 @@ def main() -> None:
         config["residual"] = True
     if args.hyper_codewords:
         config["hyper_codewords"] = args.hyper_codewords
+    if args.hyper_groups:
+        config["hyper_groups"] = args.hyper_groups
+    if args.coarse_probe:
+        config["coarse_probe"] = True
     model = create_model(args.model, **config).to(device)
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)

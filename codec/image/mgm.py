@@ -7,7 +7,7 @@ context:
 
     x -> pad -> g_a -> y * gain_q -> PQ_q (m_q codebooks, K codewords) -> fine indices --+
                  y -> h_a -> z -> PQ_z (m_z codebooks, K_z codewords) -> coarse indices |
-    coarse indices: one learned PMF per codebook                                        |
+    coarse indices: one learned PMF per codebook (only the min(m_z, m_q) codebooks level q conditions on are coded)
     fine indices:   PMF of codebook j given the coarse code of codebook j mod m_z at the parent cell
     decoder: indices -> codewords / gain_q -> g_s -> crop -> x_hat
 
@@ -24,6 +24,13 @@ straight-through hard path, argmin at inference, an expected-bits rate term (und
 counts, so they track the codes at once instead of waiting for a learning rate) so the PMFs really save bits, VQ
 commitment loss with codewords updated as exponential moving averages of their assigned vectors, and re-assignment of
 dead codewords to random latent vectors.
+
+The coarse codes only choose fine PMF tables, so nothing in the rate-distortion loss spreads them: trained that way
+they collapse onto one or two codewords and condition nothing. With `coarse_probe=True` h_a (fed a detached y) is
+trained instead to make z predictive of the fine indices: a linear probe per fine codebook reads the z sub-vector
+of its parent codebook and is scored by the cross-entropy of the fine indices (in bits per pixel). The coarse PQ then
+clusters an informative z, and the transition tables conditioned on those clusters save bits. The probe is a
+training device: coding never runs it.
 """
 from __future__ import annotations
 
@@ -52,6 +59,7 @@ EMA_DECAY = 0.99  # codeword k-means averages
 COUNT_DECAY = 0.999  # index statistics forget over ~1000 training steps
 INDEX_SECTIONS = 4  # fine and coarse index streams with their escapes: the last sections of every mgm stream
 POSITION_CHUNK = 4096  # positions per distance computation at inference (bounds memory on huge images)
+PROBE_WEIGHT = 1.0  # weight of the coarse probe's cross-entropy (bits per pixel) in the training loss
 
 
 class ProductQuantizer(nn.Module):
@@ -174,9 +182,11 @@ class ProductQuantizer(nn.Module):
 
 
 def _parent_codes(coarse: torch.Tensor, groups: int, height: int, width: int) -> torch.Tensor:
-    """The coarse code each fine codebook j is conditioned on (codebook j mod m_z at the parent cell)."""
+    """What each fine codebook j is conditioned on: coarse codebook j mod m_z at the parent cell.
+
+    `coarse` is [B, m_z, ..., h, w] (codes, or z sub-vectors); the result [B, m_q, ..., height, width]."""
     parent = coarse[:, torch.arange(groups) % coarse.shape[1]]
-    parent = parent.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    parent = parent.repeat_interleave(4, dim=-2).repeat_interleave(4, dim=-1)
     return parent[..., :height, :width]
 
 
@@ -188,7 +198,7 @@ class MultiCodebookModel(VariableRateImageModel):
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192, groups: tuple[int, ...] | None = None,
                  codewords: int = 256, hyper_channels: int = 64, hyper_groups: int = 4, hyper_codewords: int = 64,
-                 residual: bool = False) -> None:
+                 residual: bool = False, coarse_probe: bool = False) -> None:
         super().__init__(lambdas, m)
         self.residual = residual
         self.table_names = ("codes", "y") if residual else ("codes",)
@@ -204,6 +214,10 @@ class MultiCodebookModel(VariableRateImageModel):
                                  conv(n, hyper_channels))
         self.coarse = ProductQuantizer(hyper_groups, hyper_codewords, hyper_channels, dead_usage=COARSE_DEAD_USAGE)
         self.fine = nn.ModuleList(ProductQuantizer(g, codewords, m, mixture=residual) for g in self.groups)
+        self.coarse_probe = None
+        if coarse_probe:  # training only: per level, one linear map from each parent z sub-vector to K logits
+            dims = self.coarse.dims
+            self.coarse_probe = nn.ModuleList(nn.Conv2d(g * dims, g * codewords, 1, groups=g) for g in self.groups)
         if residual:
             self.gaussian_conditional = GaussianConditional(None)  # training-time likelihoods of the residual
         # index statistics (decayed counts, +1 smoothing at the start): the PMFs the rate term and the tables use
@@ -213,6 +227,18 @@ class MultiCodebookModel(VariableRateImageModel):
 
     def transition_counts(self, level: int) -> torch.Tensor:
         return getattr(self, f"transition_counts_{level}")
+
+    def coarse_used(self, level: int) -> int:
+        """Coarse codebooks that condition something at this level (fine codebook j uses j mod m_z)."""
+        return min(self.coarse.groups, self.groups[level])
+
+    def _probe_bits(self, level: int, z: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Per sample, the bits of the fine indices [b, m_q, H, W] under the probe's prediction from z."""
+        batch, groups, height, width = indices.shape
+        parents = _parent_codes(self.coarse._vectors(z), groups, height, width)  # [b, m_q, d_z, H, W]
+        logits = self.coarse_probe[level](parents.flatten(1, 2)).view(batch, groups, self.codewords, height, width)
+        cross_entropy = F.cross_entropy(logits.float().transpose(1, 2), indices, reduction="none")
+        return cross_entropy.sum(dim=(1, 2, 3)) / LOG2
 
     @staticmethod
     def _log_pmf(counts: torch.Tensor) -> torch.Tensor:
@@ -233,11 +259,14 @@ class MultiCodebookModel(VariableRateImageModel):
         levels = quality.round().long().clamp(0, len(self.groups) - 1)
         gain, inverse_gain = self.gains(levels.float())
         y = self.analysis(x) * gain
-        coarse = self.coarse(self.h_a(y))
+        z = self.h_a(y.detach() if self.coarse_probe is not None else y)
+        coarse = self.coarse(z)
         coarse_log_pmf = self._log_pmf(self.coarse_counts)
-        coarse_bits = (coarse["soft"] * -coarse_log_pmf[None, :, :, None, None]).sum(2) / LOG2
+        coarse_soft = coarse["soft"].detach() if self.coarse_probe is not None else coarse["soft"]
+        coarse_bits = (coarse_soft * -coarse_log_pmf[None, :, :, None, None]).sum(2).sum(dim=(2, 3)) / LOG2
         y_hat = torch.zeros_like(y)
-        fine_bits = torch.zeros(x.shape[0], device=x.device)
+        total_bits = torch.zeros(x.shape[0], device=x.device)
+        probe_bits = torch.zeros(x.shape[0], device=x.device)
         vq_loss = coarse["vq_loss"]
         for level in levels.unique().tolist():
             chosen = (levels == level).nonzero().flatten()
@@ -260,13 +289,16 @@ class MultiCodebookModel(VariableRateImageModel):
             if self.training:
                 self._count(self.transition_counts(level), (codebook * self.hyper_codewords + parents).expand_as(
                     fine["indices"]), fine["indices"])
-            fine_bits[chosen] = bits.sum(dim=(1, 2, 3)) + residual_bits
+            coded_coarse_bits = coarse_bits[chosen, : self.coarse_used(level)].sum(1)
+            total_bits[chosen] = bits.sum(dim=(1, 2, 3)) + residual_bits + coded_coarse_bits
+            if self.coarse_probe is not None and self.training:
+                probe_bits[chosen] = self._probe_bits(level, z[chosen], fine["indices"])
         if self.training:
             groups = torch.arange(self.coarse.groups, device=x.device).view(1, -1, 1, 1)
             self._count(self.coarse_counts, groups.expand_as(coarse["indices"]), coarse["indices"])
         x_hat = self.synthesis(y_hat * inverse_gain)
-        total_bits = fine_bits + coarse_bits.sum(dim=(1, 2, 3))
-        return {"x_hat": x_hat, "likelihoods": {}, "extra_loss": vq_loss, "bits": total_bits}
+        probe_loss = PROBE_WEIGHT * probe_bits.mean() / (x.shape[-2] * x.shape[-1])
+        return {"x_hat": x_hat, "likelihoods": {}, "extra_loss": vq_loss + probe_loss, "bits": total_bits}
 
     def aux_loss(self) -> torch.Tensor:
         return torch.zeros((), device=self.coarse_counts.device)
@@ -307,7 +339,7 @@ class MultiCodebookModel(VariableRateImageModel):
         level = self.level(quality)
         gain, _ = self.gains(torch.tensor([float(level)]))
         y = self.analysis(self.pad(x)) * gain
-        coarse = self.coarse.quantize(self.h_a(y))
+        coarse = self.coarse.quantize(self.h_a(y))[:, : self.coarse_used(level)]
         fine = self.fine[level].quantize(y)
         tables = self.tables["codes"]
         coarse_stream = encode_symbols(coarse.numpy(), channel_index(tuple(coarse.shape)), tables)
@@ -324,6 +356,8 @@ class MultiCodebookModel(VariableRateImageModel):
         self.check_ready()
         level = self.level(quality)
         fine_shape, coarse_shape = self.latent_shapes(height, width, level)
+        if len(streams.shapes) == 2 and streams.shapes[1][1:2] == (self.coarse.groups,):
+            coarse_shape = (1, self.coarse.groups, *coarse_shape[2:])  # written before unused codebooks were dropped
         self.expect_shapes(streams, [fine_shape, coarse_shape])
         expected = INDEX_SECTIONS + (2 if self.residual else 0)
         if len(streams.sections) != expected:
@@ -349,4 +383,4 @@ class MultiCodebookModel(VariableRateImageModel):
     def latent_shapes(self, height: int, width: int, level: int = 0) -> list[tuple[int, ...]]:
         """[fine indices shape, coarse indices shape] for an image of this size at this level."""
         rows, cols = -(-height // 64), -(-width // 64)
-        return [(1, self.groups[level], rows * 4, cols * 4), (1, self.coarse.groups, rows, cols)]
+        return [(1, self.groups[level], rows * 4, cols * 4), (1, self.coarse_used(level), rows, cols)]
