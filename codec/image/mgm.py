@@ -29,8 +29,9 @@ The coarse codes only choose fine PMF tables, so nothing in the rate-distortion 
 they collapse onto one or two codewords and condition nothing. With `coarse_probe=True` h_a (fed a detached y) is
 trained instead to make z predictive of the fine indices: a linear probe per fine codebook reads the z sub-vector
 of its parent codebook and is scored by the cross-entropy of the fine indices (in bits per pixel). The coarse PQ then
-clusters an informative z, and the transition tables conditioned on those clusters save bits. The probe is a
-training device: coding never runs it.
+clusters an informative z (k-means by EMA, without a commitment loss: no codeword value is ever decoded, and
+commitment alone pulls every z onto one codeword), and the transition tables conditioned on those clusters save
+bits. The probe is a training device: coding never runs it.
 """
 from __future__ import annotations
 
@@ -267,7 +268,7 @@ class MultiCodebookModel(VariableRateImageModel):
         y_hat = torch.zeros_like(y)
         total_bits = torch.zeros(x.shape[0], device=x.device)
         probe_bits = torch.zeros(x.shape[0], device=x.device)
-        vq_loss = coarse["vq_loss"]
+        vq_loss = coarse["vq_loss"] if self.coarse_probe is None else 0.0
         for level in levels.unique().tolist():
             chosen = (levels == level).nonzero().flatten()
             fine = self.fine[level](y[chosen])
