@@ -36,6 +36,11 @@ ARCHITECTURES = {
 }
 
 
+COARSE_PROBE = ("; h_a is trained (on a detached y) through a linear probe per fine codebook to predict the fine "
+                "indices, without a commitment loss, so the coarse codes are informative clusters of z (the probe is "
+                "shipped but never run when coding)")
+
+
 ENTROPY_CODING = {
     "factorized": "constriction ANS; y: per-channel factorized tables",
     "hyperprior": "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside "
@@ -103,7 +108,7 @@ def main() -> None:
         "default_quality": args.default_quality,
         "config": model_config,
         "architecture": {
-            "description": ARCHITECTURES[variant],
+            "description": ARCHITECTURES[variant] + (COARSE_PROBE if model_config.get("coarse_probe") else ""),
             "parameters": sum(p.numel() for p in model.parameters()),
             "entropy_coding": ENTROPY_CODING[variant],
         },
