@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.api import decode_image, encode_image, prepared_model  # noqa: E402
-from codec.image.mgm import INDEX_SECTIONS, _parent_codes  # noqa: E402
+from codec.image.mgm import INDEX_SECTIONS, parent_codes  # noqa: E402
 from codec.imageio import load_image  # noqa: E402
 from photos import kodak_photos  # noqa: E402
 from timing import best_of, cpu_description  # noqa: E402
@@ -67,7 +67,7 @@ def codebook_report(model, paths: list[Path]) -> dict:
                 fine_counts[group] += np.bincount(fine[0, group].flatten().numpy(), minlength=model.codewords)
             for group in range(coarse.shape[1]):
                 coarse_counts[group] += np.bincount(coarse[0, group].flatten().numpy(), minlength=model.hyper_codewords)
-            parents = _parent_codes(coarse, model.groups[level], *fine.shape[-2:])[0]  # [m, H, W]
+            parents = parent_codes(coarse, model.groups[level], *fine.shape[-2:])[0]  # [m, H, W]
             codebook = torch.arange(model.groups[level]).view(-1, 1, 1)
             conditional_bits -= float(conditional[codebook, parents, fine[0]].log2().sum())
             marginal_bits -= float(marginal[codebook, fine[0]].log2().sum())

@@ -96,13 +96,13 @@ class ProductQuantizer(nn.Module):
         if self.mixture:
             self.ema_square_sums.copy_(self.variances)
 
-    def _vectors(self, y: torch.Tensor) -> torch.Tensor:
+    def sub_vectors(self, y: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = y.shape
         return y.reshape(batch, self.groups, self.dims, height, width)
 
     def distances(self, y: torch.Tensor) -> torch.Tensor:
         """Squared distances [B, m, K, H, W] from each sub-vector to every codeword of its codebook."""
-        vectors = self._vectors(y)
+        vectors = self.sub_vectors(y)
         dots = torch.einsum("bmdhw,mkd->bmkhw", vectors, self.codebooks)
         norms = self.codebooks.pow(2).sum(-1)[None, :, :, None, None]
         return vectors.pow(2).sum(2, keepdim=True) - 2 * dots + norms
@@ -148,13 +148,13 @@ class ProductQuantizer(nn.Module):
         with torch.no_grad():
             one_hot = F.one_hot(hard, self.codewords).float()  # [B, m, H, W, K]
             counts = one_hot.sum(dim=(0, 2, 3))  # [m, K]
-            vectors = self._vectors(y.detach().float())
+            vectors = self.sub_vectors(y.detach().float())
             sums = torch.einsum("bmhwk,bmdhw->mkd", one_hot, vectors)
             self.ema_counts.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * counts)
             self.ema_sums.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * sums)
             self.codebooks.data.copy_(self.ema_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
             if self.mixture:
-                squares = torch.einsum("bmhwk,bmdhw->mkd", one_hot, (vectors - self._vectors(y_hard.detach())).pow(2))
+                squares = torch.einsum("bmhwk,bmdhw->mkd", one_hot, (vectors - self.sub_vectors(y_hard.detach())).pow(2))
                 self.ema_square_sums.mul_(EMA_DECAY).add_((1 - EMA_DECAY) * squares)
                 self.variances.copy_(self.ema_square_sums / self.ema_counts.clamp_min(1e-6).unsqueeze(-1))
             self.usage.mul_(0.99).add_(0.01 * counts / counts.sum(-1, keepdim=True))
@@ -166,7 +166,7 @@ class ProductQuantizer(nn.Module):
     @torch.no_grad()
     def _reassign(self, y: torch.Tensor, which: torch.Tensor) -> None:
         """Move the selected codewords onto random sub-vectors of this batch (k-means++-free restart)."""
-        vectors = self._vectors(y.detach().float()).permute(1, 0, 3, 4, 2).reshape(self.groups, -1, self.dims)
+        vectors = self.sub_vectors(y.detach().float()).permute(1, 0, 3, 4, 2).reshape(self.groups, -1, self.dims)
         for group in range(self.groups):
             chosen = which[group].nonzero().flatten()
             if len(chosen) == 0:
@@ -182,7 +182,7 @@ class ProductQuantizer(nn.Module):
                 self.ema_square_sums[group, chosen] = self.variances[group, chosen] * self.ema_counts[group, chosen, None]
 
 
-def _parent_codes(coarse: torch.Tensor, groups: int, height: int, width: int) -> torch.Tensor:
+def parent_codes(coarse: torch.Tensor, groups: int, height: int, width: int) -> torch.Tensor:
     """What each fine codebook j is conditioned on: coarse codebook j mod m_z at the parent cell.
 
     `coarse` is [B, m_z, ..., h, w] (codes, or z sub-vectors); the result [B, m_q, ..., height, width]."""
@@ -236,7 +236,7 @@ class MultiCodebookModel(VariableRateImageModel):
     def _probe_bits(self, level: int, z: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Per sample, the bits of the fine indices [b, m_q, H, W] under the probe's prediction from z."""
         batch, groups, height, width = indices.shape
-        parents = _parent_codes(self.coarse._vectors(z), groups, height, width)  # [b, m_q, d_z, H, W]
+        parents = parent_codes(self.coarse.sub_vectors(z), groups, height, width)  # [b, m_q, d_z, H, W]
         logits = self.coarse_probe[level](parents.flatten(1, 2)).view(batch, groups, self.codewords, height, width)
         cross_entropy = F.cross_entropy(logits.float().transpose(1, 2), indices, reduction="none")
         return cross_entropy.sum(dim=(1, 2, 3)) / LOG2
@@ -282,7 +282,7 @@ class MultiCodebookModel(VariableRateImageModel):
             else:
                 y_hat[chosen] = fine["y_hat"]
                 vq_loss = vq_loss + fine["vq_loss"] * len(chosen) / len(levels)
-            parents = _parent_codes(coarse["indices"][chosen], self.groups[level], *y.shape[-2:])
+            parents = parent_codes(coarse["indices"][chosen], self.groups[level], *y.shape[-2:])
             log_pmf = self._log_pmf(self.transition_counts(level))  # [m, K_z, K]
             codebook = torch.arange(self.groups[level], device=x.device).view(1, -1, 1, 1)
             conditional = log_pmf[codebook, parents]  # [b, m, H, W, K]
@@ -330,7 +330,7 @@ class MultiCodebookModel(VariableRateImageModel):
     def _fine_tables(self, level: int, coarse: torch.Tensor, fine_shape: tuple[int, ...]) -> np.ndarray:
         """Table of every fine index: after the coarse tables, one block per level, per codebook, per parent code."""
         base = self.coarse.groups + sum(g * self.hyper_codewords for g in self.groups[:level])
-        parents = _parent_codes(coarse, self.groups[level], *fine_shape[-2:])
+        parents = parent_codes(coarse, self.groups[level], *fine_shape[-2:])
         codebook = torch.arange(self.groups[level]).view(1, -1, 1, 1)
         return (base + codebook * self.hyper_codewords + parents).numpy()
 
