@@ -101,3 +101,51 @@ def test_mgm_training_records_the_coarse_level_options(tmp_path, photo_folder):
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     assert state["coarse.codebooks"].shape[:2] == (2, 4)
     assert "coarse_probe.1.weight" in state
+
+
+def test_train_only_g_s_gives_a_narrower_decoder_and_leaves_the_encoder_untouched(tmp_path, photo_folder):
+    import torch
+    from safetensors.torch import save_file
+
+    mgm = ("--model", "mgm", "--groups", "1", "2", "--residual", "--hyper-codewords", "4", "--hyper-groups", "2")
+    first = tmp_path / "wide"
+    assert _train(first, photo_folder, 2, [sys.executable], mgm).returncode == 0
+    wide = torch.load(first / "checkpoint.pt", weights_only=True)["model"]
+    save_file({key: value.contiguous() for key, value in wide.items()}, str(tmp_path / "wide.safetensors"))
+    out = tmp_path / "narrow"
+    result = _train(out, photo_folder, 3, [sys.executable],
+                    (*mgm, "--synthesis-widths", "16", "16", "8", "--train-only", "g_s",
+                     "--init", str(tmp_path / "wide.safetensors")))
+    assert result.returncode == 0, result.stderr[-2000:]
+    narrow = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert narrow["g_s.4.weight"].shape[:2] == (16, 8)  # transposed conv: [in, out, k, k]
+    assert not torch.equal(narrow["g_s.0.weight"], wide["g_s.0.weight"])  # g_s trained from the wide g_s
+    untouched = [key for key in wide if not key.startswith("g_s.")]
+    assert untouched and all(torch.equal(narrow[key], wide[key]) for key in untouched)  # codebooks, counts, g_a
+    assert json.loads((out / "config.json").read_text())["synthesis_widths"] == [16, 16, 8]
+
+
+def test_train_only_names_a_module_of_the_model(tmp_path, photo_folder):
+    result = _train(tmp_path / "bad", photo_folder, 1, [sys.executable], ("--train-only", "no_such_module"))
+    assert result.returncode != 0 and "no module named 'no_such_module'" in result.stderr
+
+
+def test_init_takes_the_centre_taps_of_a_larger_kernel():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import centre_taps
+
+    from codec.image.transforms import synthesis_transform
+
+    weight = torch.arange(2 * 3 * 25, dtype=torch.float32).view(2, 3, 5, 5)
+    torch.testing.assert_close(centre_taps(weight, torch.Size((2, 3, 3, 3))), weight[:, :, 1:4, 1:4])
+    assert centre_taps(weight, torch.Size((2, 4, 3, 3))) is weight  # other channels: not a crop, left alone
+    assert centre_taps(weight, torch.Size((2, 3, 4, 4))) is weight  # even difference only
+    wide, small = synthesis_transform(8, 12), synthesis_transform(8, 12, kernels=(5, 5, 3, 3))
+    small.load_state_dict({key: centre_taps(value, small.state_dict()[key].shape)
+                           for key, value in wide.state_dict().items()})
+    y = torch.randn(1, 12, 3, 4)
+    assert small(y).shape == wide(y).shape == (1, 3, 48, 64)
+    with pytest.raises(ValueError, match="odd kernel"):
+        synthesis_transform(8, 12, kernels=(5, 5, 4, 3))

@@ -107,8 +107,15 @@ def validate(model, images: list[torch.Tensor], levels: list[int], device: torch
             bpps.append(float(bits) / pixels)
             psnrs.append(float(-10 * torch.log10((x_hat - x).pow(2).mean())))
         results[level] = {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
-    model.train()
     return results
+
+
+def training_mode(model: torch.nn.Module, train_only: list[str] | None) -> None:
+    """Train mode for the whole model, or with --train-only for those modules alone (the rest stays in eval mode,
+    so frozen quantizers keep their codebooks and index counts and the coded rate does not move)."""
+    model.train(not train_only)
+    for name in train_only or []:
+        getattr(model, name).train()
 
 
 def remap_gain_levels(weights: dict[str, torch.Tensor], old_lambdas: list[float],
@@ -132,6 +139,19 @@ def remap_gain_levels(weights: dict[str, torch.Tensor], old_lambdas: list[float]
     return remapped
 
 
+def centre_taps(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A convolution kernel cropped to its centre taps where `shape` differs from it only by a smaller odd kernel
+    (e.g. 5x5 -> 3x3; for stride-2 transposed convolutions with padding k // 2 the centre tap stays aligned);
+    any other tensor unchanged."""
+    if weight.dim() != 4 or len(shape) != 4 or weight.shape[:2] != shape[:2] or weight.shape[2:] == shape[2:]:
+        return weight
+    (height, width), (new_height, new_width) = weight.shape[2:], shape[2:]
+    if new_height > height or new_width > width or (height - new_height) % 2 or (width - new_width) % 2:
+        return weight
+    top, left = (height - new_height) // 2, (width - new_width) // 2
+    return weight[:, :, top : top + new_height, left : left + new_width].contiguous()
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mean-scale")
@@ -149,6 +169,14 @@ def parse_args() -> argparse.Namespace:
                         help="mgm: train h_a to make the coarse level predictive of the fine indices (a linear probe)")
     parser.add_argument("--residual", action="store_true",
                         help="mgm: code y - codeword under each component's Gaussian (mixture means and scales)")
+    parser.add_argument("--synthesis-widths", type=int, nargs=3, metavar=("W1", "W2", "W3"),
+                        help="mgm: g_s hidden widths (default N N N); N N N/2 halves decode time")
+    parser.add_argument("--synthesis-kernels", type=int, nargs=4, metavar=("K1", "K2", "K3", "K4"),
+                        help="mgm: g_s kernel sizes (default 5 5 5 5); 5 5 3 3 halves decode time; --init takes the "
+                             "centre taps of larger kernels")
+    parser.add_argument("--train-only", nargs="+", metavar="MODULE",
+                        help="train only these top-level modules, e.g. g_s (a new synthesis transform under a frozen "
+                             "encoder: codes and rates stay those of --init)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--init", type=Path, help="start from these weights (e.g. weights/ms-hyperprior.safetensors)")
     parser.add_argument("--init-lambdas", type=float, nargs="+",
@@ -200,11 +228,23 @@ def main() -> None:
         config["hyper_groups"] = args.hyper_groups
     if args.coarse_probe:
         config["coarse_probe"] = True
+    if args.synthesis_widths:
+        config["synthesis_widths"] = tuple(args.synthesis_widths)
+    if args.synthesis_kernels:
+        config["synthesis_kernels"] = tuple(args.synthesis_kernels)
     model = create_model(args.model, **config).to(device)
+    for name in args.train_only or []:
+        if not isinstance(getattr(model, name, None), torch.nn.Module):
+            raise SystemExit(f"--train-only: {args.model} has no module named {name!r}")
+    if args.train_only:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.split(".")[0] in args.train_only)
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)
-    main_params = [p for name, p in model.named_parameters() if not name.endswith(".quantiles")]
-    aux_params = [p for name, p in model.named_parameters() if name.endswith(".quantiles")]
+    trainable = [(name, p) for name, p in model.named_parameters()
+                 if not args.train_only or name.split(".")[0] in args.train_only]
+    main_params = [p for name, p in trainable if not name.endswith(".quantiles")]
+    aux_params = [p for name, p in trainable if name.endswith(".quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=args.lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
     step = 0
@@ -225,6 +265,7 @@ def main() -> None:
         weights = load_trained_weights(args.init)
         weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
         own = model.state_dict()
+        weights = {k: centre_taps(v, own[k].shape) if k in own else v for k, v in weights.items()}
         matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
         for key in [k for k in matching if k.endswith(".initialised")]:  # a resized codebook is seeded from data
             if key.replace(".initialised", ".codebooks") not in matching:
@@ -254,7 +295,7 @@ def main() -> None:
         torch.save(state, args.out / "checkpoint.tmp")
         (args.out / "checkpoint.tmp").replace(checkpoint_path)
 
-    model.train()
+    training_mode(model, args.train_only)
     progress = tqdm(total=args.steps, initial=step, desc=f"train {args.model}", mininterval=30, disable=rank != 0)
     started = time.time()
     while step < args.steps:
@@ -295,6 +336,7 @@ def main() -> None:
         if step % args.validate_every == 0 or step == args.steps:
             levels_to_check = sorted({0, len(args.lambdas) // 2, len(args.lambdas) - 1})
             record = {"step": step, "validation": validate(model, validation, levels_to_check, device)}
+            training_mode(model, args.train_only)
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(json.dumps(record), flush=True)

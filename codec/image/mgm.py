@@ -199,7 +199,9 @@ class MultiCodebookModel(VariableRateImageModel):
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192, groups: tuple[int, ...] | None = None,
                  codewords: int = 256, hyper_channels: int = 64, hyper_groups: int = 4, hyper_codewords: int = 64,
-                 residual: bool = False, coarse_probe: bool = False) -> None:
+                 residual: bool = False, coarse_probe: bool = False,
+                 synthesis_widths: tuple[int, ...] | None = None,
+                 synthesis_kernels: tuple[int, ...] | None = None) -> None:
         super().__init__(lambdas, m)
         self.residual = residual
         self.table_names = ("codes", "y") if residual else ("codes",)
@@ -210,7 +212,7 @@ class MultiCodebookModel(VariableRateImageModel):
         self.groups = tuple(int(g) for g in groups)
         self.codewords, self.hyper_codewords = codewords, hyper_codewords
         self.g_a = transforms.analysis_transform(n, m)
-        self.g_s = transforms.synthesis_transform(n, m)
+        self.g_s = transforms.synthesis_transform(n, m, synthesis_widths, synthesis_kernels)
         self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True),
                                  conv(n, hyper_channels))
         self.coarse = ProductQuantizer(hyper_groups, hyper_codewords, hyper_channels, dead_usage=COARSE_DEAD_USAGE)
