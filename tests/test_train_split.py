@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,3 +83,17 @@ def test_joint_stage2_also_trains_the_encoder(tmp_path):
     assert not all(encoder_after("joint", "--joint-stage2", "--name", "es-joint").values())
     card = tomllib.loads((tmp_path / "export" / "models" / "es-joint.toml").read_text())
     assert "--joint-stage2" in card["training"]["command"] and "end to end" in card["training"]["stage2"]
+
+
+def test_a_hyperprior_student_can_start_from_a_factorized_one(tmp_path):
+    export_root = tmp_path / "export"
+    first = _train(tmp_path / "factorized", export_root, "--name", "es-tiny-f")
+    assert first.returncode == 0, first.stderr[-2000:]
+    weights = export_root / "weights" / "es-tiny-f.safetensors"
+    second = _train(tmp_path / "hyper", export_root, "--prior", "hyperprior", "--hyper-channels", "2",
+                    "--init", str(weights), "--stage1-steps", "0", "--joint-stage2")
+    assert second.returncode == 0, second.stderr[-2000:]
+    loaded, total = map(int, re.search(r"\((\d+) of (\d+) tensors; the rest start fresh\)", second.stdout).groups())
+    assert 0 < loaded < total  # encoder, decoder and tail from the factorized student; h_a, h_s, z's prior fresh
+    started = torch.load(tmp_path / "hyper" / "checkpoint.pt", weights_only=True)["model"]
+    assert any(key.startswith("h_a.") for key in started) and "encoder.0.weight" in started

@@ -192,8 +192,13 @@ def main() -> None:
         step = args.stage1_steps
     elif state is None and args.init:
         run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
-        student.load_state_dict(load_trained_weights(args.init))  # float16 storage becomes the float32 start
-        print(f"initialised from {args.init}", flush=True)
+        # float16 storage becomes the float32 start; tensors this student lacks or shapes differently (another prior,
+        # e.g. a hyperprior started from a factorized student) are left to start fresh
+        weights, own = load_trained_weights(args.init), student.state_dict()
+        matching = {key: value for key, value in weights.items() if key in own and own[key].shape == value.shape}
+        student.load_state_dict(matching, strict=False)
+        print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh)",
+              flush=True)
     train_images, train_labels = task.train_images, task.train_labels
     lossless_images, lossless_labels = task.lossless_images, task.lossless_labels
     lossless_count = int(round(args.lossless_share * args.batch)) if len(lossless_images) else 0
