@@ -76,6 +76,23 @@ def training_summary(run: Path) -> dict:
 RUN_RECORDS = ("family", "bf16", "world_size", "args")
 
 
+def synthesis_note(config: dict) -> str:
+    """How g_s departs from the default (n, n, n hidden channels, 5x5 kernels), if it does."""
+    widths, kernels = config.get("synthesis_widths"), config.get("synthesis_kernels")
+    parts = ([f"hidden widths {' / '.join(map(str, widths))}"] if widths else []) + (
+        [f"kernels {' / '.join(f'{k}x{k}' for k in kernels)}"] if kernels else [])
+    return f"; g_s {', '.join(parts)} (a cheaper synthesis transform)" if parts else ""
+
+
+def loss_description(run_args: dict) -> str:
+    loss = "per-sample lambda_i * 255^2 * MSE + bpp, rate level i drawn uniformly per sample"
+    if run_args.get("train_only"):
+        modules = ", ".join(run_args["train_only"])
+        loss += (f"; only {modules} trained, everything else frozen from --init and kept in eval mode (codes, index "
+                 "counts and tables unchanged, so the rate is the init's and the loss acts through the MSE)")
+    return loss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True)
@@ -108,7 +125,8 @@ def main() -> None:
         "default_quality": args.default_quality,
         "config": model_config,
         "architecture": {
-            "description": ARCHITECTURES[variant] + (COARSE_PROBE if model_config.get("coarse_probe") else ""),
+            "description": ARCHITECTURES[variant] + (COARSE_PROBE if model_config.get("coarse_probe") else "")
+            + synthesis_note(model_config),
             "parameters": sum(p.numel() for p in model.parameters()),
             "entropy_coding": ENTROPY_CODING[variant],
         },
@@ -117,7 +135,7 @@ def main() -> None:
             "command": training_command("tools/train_image.py", run_args, NOT_IN_COMMAND),
             "data": "BSDS500 train+val (300 photos) + Debian photo packages (tools/install_training_photos.sh); "
             "random crops with flips; never Kodak",
-            "loss": "per-sample lambda_i * 255^2 * MSE + bpp, rate level i drawn uniformly per sample",
+            "loss": loss_description(run_args),
             "optimizer": f"Adam, peak lr {run_args['lr']}, 500-step warm-up then cosine to 10 %, grad clip 1.0; "
             "aux Adam 1e-3 on the bottleneck quantiles",
             "precision": "bf16 autocast + channels_last for g_a/g_s; entropy models fp32" if config["bf16"] else "fp32",
