@@ -10,7 +10,9 @@ Layout (fixed-size integers little-endian; "uint" is a u32 in version 1 and an u
 
 The bracketed fields describe a coded image; from version 3 on a feature container (split computing: the input is
 always an 8-bit RGB image of the model's size, and there is no rate knob) leaves them out, 6 bytes of a ~200-byte
-message. Writers emit version 3; parsers read versions 1, 2 and 3.
+message. Version 4 changes no field: its ANS sections end at the last non-zero byte of their last 32-bit word (up
+to 3 zero bytes dropped, ~1.5 B per section; codec/entropy/coder.py pads them back), so a version-3 reader must
+not see them. Writers emit version 4; parsers read versions 1 to 4.
 
 The parser trusts nothing: every count, length and shape is checked against a limit before anything is allocated.
 """
@@ -24,8 +26,8 @@ from dataclasses import dataclass, field
 from codec.errors import CodecError
 
 MAGIC = b"LCDC"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 FEATURE_DEFAULTS = {"quality": 0.0, "channels": 3, "bit_depth": 8}  # what a version-3 feature container implies
 KINDS = {1: "image", 2: "feature"}
 KIND_CODES = {name: code for code, name in KINDS.items()}
