@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec import bitstream  # noqa: E402
 from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes  # noqa: E402
 from codec.split import efficientnet  # noqa: E402
-from codec.split.data import cifar_split, imagenette_split, teacher_path  # noqa: E402
+from codec.split.data import IMAGENETTE_DIR, cifar_split, imagenette_split, teacher_path  # noqa: E402
 from codec.split.resnet import load_teacher, normalize  # noqa: E402
 from codec.split.runtime import DeviceEncoder, ServerDecoder  # noqa: E402
 from codec.split.server import local_server  # noqa: E402
@@ -82,7 +82,7 @@ class CifarBench:
         if second_set:
             images, labels = cifar_split("test")
             chosen = np.linspace(0, len(images) - 1, min(second_set, len(images))).astype(int)  # sorted by class
-            sets["full test set (JPEG q75 copy)"] = (images[chosen], labels[chosen])
+            sets[set_label("test set (JPEG q75 copy)", len(chosen), len(images))] = (images[chosen], labels[chosen])
         return sets
 
 
@@ -114,11 +114,18 @@ class ImagenetteBench:
     def sets(self, second_set: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         sets = {"500 teacher-unseen images": imagenette_split("unseen")}
         if second_set:
-            sets["all of val (mostly ImageNet-train)"] = imagenette_split("val", limit=second_set)
+            images, labels = imagenette_split("val", limit=second_set)
+            total = len(np.load(IMAGENETTE_DIR / "val.npz")["imagenet_index"])
+            sets[set_label("val (mostly ImageNet-train)", len(images), total)] = (images, labels)
         return sets
 
 
 Teacher = CifarBench | ImagenetteBench
+
+
+def set_label(name: str, chosen: int, total: int) -> str:
+    """"full NAME" or "NAME, k of n spread over the classes": a table never calls a subset the whole set."""
+    return f"full {name}" if chosen >= total else f"{name}, {chosen} of {total} spread over the classes"
 
 
 def add_counts(total: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
@@ -329,7 +336,7 @@ def write_markdown(results: dict, path: Path) -> None:
     header, rule = ("| method | bytes/image | top-1 | 10-way |", "|---|---|---|---|") if ten_way else \
         ("| method | bytes/image | top-1 |", "|---|---|---|")
     lines = [f"# Split computing on {results['title']} ({results['teacher']} teacher): accuracy vs bytes per image",
-             "", f"Produced by `python tools/bench_split.py --teacher {results['teacher_arg']}`. Bytes are what goes "
+             "", f"Produced by `python tools/bench_split.py {results['arguments']}`. Bytes are what goes "
              "on the wire per image (one container per image, header included); 'payload' is the entropy-coded part "
              "alone.", ""]
     if results.get("input_compression_reused_from_earlier_run"):
@@ -405,7 +412,8 @@ def main() -> None:
     parser.add_argument("--teacher", default="resnet20", help="resnet20/32/44/56 (CIFAR-10) or efficientnet-lite0")
     parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"])
     parser.add_argument("--second-set", type=int, default=10000,
-                        help="images of the second set (CIFAR: full 10k JPEG test set; Imagenette: all val; 0: skip)")
+                        help="images of the second set, spread over the classes (CIFAR: of the 10k JPEG test set; "
+                        "Imagenette: of the 3925 val images; 0: skip)")
     parser.add_argument("--second-set-codecs", nargs="*", default=["jpeg", "webp"],
                         help="input codecs also run on the second set (AVIF costs ~10 ms per 32x32 image)")
     parser.add_argument("--own-codec", action=argparse.BooleanOptionalAction, default=True,
@@ -424,6 +432,7 @@ def main() -> None:
     sets = teacher.sets(args.second_set)
     previous = reusable_baselines(out.with_suffix(".json"), sets) if args.reuse_baselines else {}
     results = {"title": teacher.title, "teacher": teacher.label, "teacher_arg": args.teacher,
+               "arguments": " ".join(sys.argv[1:]),
                "feature_name": teacher.feature_name, "sets": {}, "speed": {}, "http": {},
                "input_compression_reused_from_earlier_run": sorted(previous)}
     for index, (label, (images, labels)) in enumerate(sets.items()):
