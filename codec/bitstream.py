@@ -1,18 +1,21 @@
 """The container: a versioned, self-describing, checksummed file. Knows nothing about neural networks.
 
-Layout (fixed-size integers little-endian; "uint" is a u32 in version 1 and an unsigned LEB128 varint of at most
-5 bytes from version 2 on, which saves ~20 bytes a file: it matters for 200-byte feature payloads):
+Layout of version 5 (fixed-size integers little-endian; "uint" is an unsigned LEB128 varint of at most 5 bytes):
 
-    magic "LCDC" | version u8 | kind u8 | name_len u8 | name | weights digest 8B | [quality f32]
-    | height uint | width uint | [channels u8 | bit_depth u8]
-    | n_shapes u8 | per shape: ndim u8, dims uint * ndim
-    | n_sections u8 | section lengths uint * n | section bytes ... | crc32 u32 (over everything before it)
+    magic "LCDC" | version u8 | kind u8 | name_len u8 | name | weights digest 8B
+    | image:   quality f32 | height uint | width uint | channels u8 | bit_depth u8
+    |          | n_shapes u8 | per shape: ndim u8, dims uint * ndim
+    | feature: count uint (the number of images)
+    | n_sections u8 | lengths uint of all sections but the last | section bytes ... | crc32 u32 (over all before it)
 
-The bracketed fields describe a coded image; from version 3 on a feature container (split computing: the input is
-always an 8-bit RGB image of the model's size, and there is no rate knob) leaves them out, 6 bytes of a ~200-byte
-message. Version 4 changes no field: its ANS sections end at the last non-zero byte of their last 32-bit word (up
-to 3 zero bytes dropped, ~1.5 B per section; codec/entropy/coder.py pads them back), so a version-3 reader must
-not see them. Writers emit version 4; parsers read versions 1 to 4.
+History, all still parsed: version 1 wrote "uint" as u32 (varints from version 2 save ~20 bytes a file, which
+matters for 200-byte feature payloads). Version 3 left quality, channels and bit depth out of feature containers
+(split computing: the input is always an 8-bit RGB image of the model's size, and there is no rate knob). Version 4
+changed no field: its ANS sections end at the last non-zero byte of their last 32-bit word (up to 3 zero bytes
+dropped, ~1.5 B per section; codec/entropy/coder.py pads them back), so a version-3 reader must not see them.
+Version 5 leaves out what a reader can work out: the last section runs to the checksum, and a feature container
+carries only its image count in place of height, width and latent shapes, which the model derives from its fixed
+input size (8 bytes of a ~200-byte message); version 1-4 feature containers still carry them. Writers emit version 5.
 
 The parser trusts nothing: every count, length and shape is checked against a limit before anything is allocated.
 """
@@ -26,9 +29,11 @@ from dataclasses import dataclass, field
 from codec.errors import CodecError
 
 MAGIC = b"LCDC"
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 FEATURE_DEFAULTS = {"quality": 0.0, "channels": 3, "bit_depth": 8}  # what a version-3 feature container implies
+FEATURE_DERIVED = {"height": 0, "width": 0, "shapes": []}  # what a version-5 feature container leaves to the model
+MAX_COUNT = 1 << 16
 KINDS = {1: "image", 2: "feature"}
 KIND_CODES = {name: code for code, name in KINDS.items()}
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels; raise with --max-pixels
@@ -54,6 +59,7 @@ class Container:
     bit_depth: int = 8
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     sections: list[bytes] = field(default_factory=list)
+    count: int = 0  # feature containers: how many images (versions 1-4: the first latent dimension)
 
     @property
     def header_bytes(self) -> int:
@@ -73,6 +79,12 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+def feature_container(model: str, weights_digest: bytes, count: int, sections: list[bytes]) -> Container:
+    """A container for `count` images' split-point features; the model works out the geometry."""
+    return Container("feature", model, weights_digest, FEATURE_DEFAULTS["quality"], 0, 0, sections=sections,
+                     count=count)
+
+
 def write(container: Container) -> bytes:
     name = container.model.encode("ascii")
     if not 0 < len(name) <= MAX_NAME_LENGTH:
@@ -82,19 +94,22 @@ def write(container: Container) -> bytes:
     if len(container.shapes) > MAX_SHAPES or len(container.sections) > MAX_SECTIONS:
         raise ValueError("too many shapes or sections")
     describes_image = container.kind == "image"
-    if not describes_image and any(getattr(container, key) != value for key, value in FEATURE_DEFAULTS.items()):
-        raise ValueError(f"a feature container implies {FEATURE_DEFAULTS}")
+    implied = FEATURE_DEFAULTS | FEATURE_DERIVED
+    if not describes_image and any(getattr(container, key) != value for key, value in implied.items()):
+        raise ValueError(f"a feature container implies {implied}; its geometry is its image count")
+    if not describes_image and not 0 < container.count <= MAX_COUNT:
+        raise ValueError(f"a feature container holds 1..{MAX_COUNT} images")
     out = bytearray(MAGIC)
     out += struct.pack("<BBB", VERSION, KIND_CODES[container.kind], len(name)) + name + container.weights_digest
     if describes_image:
-        out += struct.pack("<f", container.quality)
-    out += varint(container.height) + varint(container.width)
-    if describes_image:
-        out += struct.pack("<BB", container.channels, container.bit_depth)
-    out += struct.pack("<B", len(container.shapes))
-    for shape in container.shapes:
-        out += struct.pack("<B", len(shape)) + b"".join(map(varint, shape))
-    out += struct.pack("<B", len(container.sections)) + b"".join(varint(len(section)) for section in container.sections)
+        out += struct.pack("<f", container.quality) + varint(container.height) + varint(container.width)
+        out += struct.pack("<BBB", container.channels, container.bit_depth, len(container.shapes))
+        for shape in container.shapes:
+            out += struct.pack("<B", len(shape)) + b"".join(map(varint, shape))
+    else:
+        out += varint(container.count)
+    out += struct.pack("<B", len(container.sections))
+    out += b"".join(varint(len(section)) for section in container.sections[:-1])
     for section in container.sections:
         out += section
     out += struct.pack("<I", zlib.crc32(out))
@@ -154,7 +169,27 @@ def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
     except UnicodeDecodeError:
         raise CodecError("corrupt bitstream: model name is not ASCII") from None
     digest = reader.take(8)
-    describes_image = version < 3 or KINDS[kind_code] == "image"
+    kind = KINDS[kind_code]
+    if kind == "feature" and version >= 5:
+        count = reader.varint()
+        if not 0 < count <= MAX_COUNT:
+            raise CodecError(f"corrupt bitstream: a feature container of {count} images (limit {MAX_COUNT})")
+        container = feature_container(model, digest, count, [])
+    else:
+        describes_image = version < 3 or kind == "image"
+        container = _read_geometry(reader, version, describes_image, max_pixels)
+        container.kind, container.model, container.weights_digest = kind, model, digest
+        if kind == "feature":
+            container.count = container.shapes[0][0] if container.shapes and container.shapes[0] else 0
+    container.sections = _read_sections(reader, version)
+    (stored_crc,) = struct.unpack("<I", bytes(data[-_CRC_SIZE:]))
+    if zlib.crc32(bytes(data[:-_CRC_SIZE])) != stored_crc:
+        raise CodecError("corrupt bitstream: checksum mismatch (the file was damaged)")
+    return container
+
+
+def _read_geometry(reader: _Reader, version: int, describes_image: bool, max_pixels: int) -> Container:
+    """Image fields and latent shapes (every image container; feature containers up to version 4)."""
     quality = reader.unpack("f")[0] if describes_image else FEATURE_DEFAULTS["quality"]
     height, width = reader.uints(2, version)
     channels, bit_depth = reader.unpack("BB") if describes_image else (FEATURE_DEFAULTS["channels"],
@@ -180,16 +215,21 @@ def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
         if math.prod(shape) > MAX_LATENT_ELEMENTS:
             raise CodecError(f"latent of shape {shape} exceeds the limit of {MAX_LATENT_ELEMENTS} elements")
         shapes.append(tuple(shape))
+    return Container("image", "", b"", quality, height, width, channels, bit_depth, shapes)
+
+
+def _read_sections(reader: _Reader, version: int) -> list[bytes]:
+    """The section lengths (from version 5 the last one is what is left before the checksum), then the sections."""
     (section_count,) = reader.unpack("B")
     if section_count > MAX_SECTIONS:
         raise CodecError(f"corrupt bitstream: {section_count} sections (limit {MAX_SECTIONS})")
-    lengths = reader.uints(section_count, version)
-    if sum(lengths) != reader.end - reader.position:
-        if sum(lengths) > reader.end - reader.position:
-            raise CodecError("truncated bitstream: sections extend past the end of the file")
+    stored = section_count - 1 if version >= 5 and section_count else section_count
+    lengths = list(reader.uints(stored, version))
+    remaining = reader.end - reader.position
+    if sum(lengths) > remaining:
+        raise CodecError("truncated bitstream: sections extend past the end of the file")
+    if len(lengths) < section_count:
+        lengths.append(remaining - sum(lengths))
+    if sum(lengths) != remaining:
         raise CodecError("corrupt bitstream: trailing bytes after the last section")
-    sections = [reader.take(length) for length in lengths]
-    (stored_crc,) = struct.unpack("<I", bytes(data[-_CRC_SIZE:]))
-    if zlib.crc32(bytes(data[:-_CRC_SIZE])) != stored_crc:
-        raise CodecError("corrupt bitstream: checksum mismatch (the file was damaged)")
-    return Container(KINDS[kind_code], model, digest, quality, height, width, channels, bit_depth, shapes, sections)
+    return [reader.take(length) for length in lengths]

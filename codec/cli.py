@@ -65,15 +65,19 @@ def _read(path: Path) -> bytes:
 def _info(args: argparse.Namespace) -> None:
     data = _read(args.input)
     container = bitstream.parse(data, max_pixels=args.max_pixels)
-    info = {
-        "kind": container.kind, "model": container.model, "weights_digest": container.weights_digest.hex(),
-        "quality": round(container.quality, 6), "width": container.width, "height": container.height,
-        "channels": container.channels, "bit_depth": container.bit_depth,
-        "latent_shapes": [list(shape) for shape in container.shapes],
-        "section_bytes": [len(section) for section in container.sections],
-        "header_bytes": container.header_bytes, "total_bytes": len(data),
-        "bpp": len(data) * 8 / (container.width * container.height),
-    }
+    info = {"kind": container.kind, "model": container.model, "weights_digest": container.weights_digest.hex()}
+    if container.kind == "image":
+        info |= {"quality": round(container.quality, 6), "width": container.width, "height": container.height,
+                 "channels": container.channels, "bit_depth": container.bit_depth,
+                 "latent_shapes": [list(shape) for shape in container.shapes]}
+    else:  # the model, not the container, knows a feature's geometry (version 5)
+        info |= {"images": container.count}
+    info |= {"section_bytes": [len(section) for section in container.sections],
+             "header_bytes": container.header_bytes, "total_bytes": len(data)}
+    if container.kind == "image":
+        info["bpp"] = len(data) * 8 / (container.width * container.height)
+    else:
+        info["bytes_per_image"] = len(data) / container.count if container.count else None
     if args.json:
         print(json.dumps(info, indent=2))
     else:

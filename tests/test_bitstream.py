@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 
@@ -67,8 +68,8 @@ def test_absurd_size_is_refused_before_allocation_with_the_limit_named():
 
 
 def test_huge_section_length_is_refused_without_reading():
-    data = bytearray(bitstream.write(_container(sections=[b"ab"])))
-    length_at = len(data) - 4 - 2 - 1
+    data = bytearray(bitstream.write(_container(sections=[b"ab", b"c"])))  # the last length is implied
+    length_at = len(data) - 4 - 3 - 1
     assert data[length_at] == 2
     data[length_at : length_at + 1] = bitstream.varint(2**32 - 1)
     with pytest.raises(CodecError, match="truncated"):
@@ -105,29 +106,60 @@ VERSION_2_BYTES = (
 )
 
 
-def _feature_container() -> bitstream.Container:
-    return _container(kind="feature", model="es-r20-mid", quality=0.0, height=32, width=32, shapes=[(1, 24, 8, 8)],
-                      sections=[b"\x05" * 150, b""])
+def _feature_container(count: int = 1) -> bitstream.Container:
+    return bitstream.feature_container("es-r20-mid", bytes(range(8)), count, [b"\x05" * 150, b""])
 
 
 VERSION_3_BYTES = "4c43444303" + VERSION_2_BYTES[10:-8] + "a1141094"
+VERSION_4_BYTES = "4c43444304" + VERSION_2_BYTES[10:-8] + "97696907"
 
 
 def test_container_bytes_are_pinned():
-    """Format version 4 must not drift: a change here needs a version bump and a reader for the old layout.
-    (Version 4 lays out the container as version 3 did; only its ANS sections are shorter.)"""
-    assert bitstream.write(_container()).hex() == "4c43444304" + VERSION_2_BYTES[10:-8] + "97696907"
+    """Format version 5 must not drift: a change here needs a version bump and a reader for the old layout.
+    (Version 5 stores no length for the last section; image fields are laid out as in versions 2-4.)"""
+    assert bitstream.write(_container()).hex() == (
+        "4c43444305010d6d732d68797065727072696f72000102030405060700002040800480060308020401c00120300401800108"
+        "0c042800046162636461626364616263646162636461626364616263646162636461626364616263646162636478797a3107"
+        "aa620199"
+    )
     feature = bitstream.write(_feature_container())
-    assert feature[:38].hex() == "4c43444304020a65732d7232302d6d6964000102030405060720200104011808080296010005"
-    assert len(feature) - 150 == 41  # 6 bytes fewer than version 2: no quality, channels or bit depth
+    assert feature[:31].hex() == "4c43444305020a65732d7232302d6d69640001020304050607010296010505"
+    assert len(feature) - 150 == 33  # 8 bytes fewer than version 4: no height, width or shapes, one length fewer
 
 
-@pytest.mark.parametrize("old", [VERSION_1_BYTES, VERSION_2_BYTES, VERSION_3_BYTES])
+@pytest.mark.parametrize("old", [VERSION_1_BYTES, VERSION_2_BYTES, VERSION_3_BYTES, VERSION_4_BYTES])
 def test_older_versions_still_decode(old: str):
     assert bitstream.parse(bytes.fromhex(old)) == _container()
 
 
+def test_a_version_4_feature_container_still_decodes_with_its_geometry():
+    body = bytes.fromhex("4c43444304020a65732d7232302d6d69640001020304050607202001040118080802960100") + b"\x05" * 150
+    parsed = bitstream.parse(body + struct.pack("<I", zlib.crc32(body)))
+    assert (parsed.kind, parsed.count, parsed.height, parsed.shapes) == ("feature", 1, 32, [(1, 24, 8, 8)])
+    assert parsed.sections == [b"\x05" * 150, b""]
+
+
 def test_a_feature_container_round_trips_and_refuses_image_fields_it_cannot_carry():
-    assert bitstream.parse(bitstream.write(_feature_container())) == _feature_container()
+    for count in (1, 3, 200):
+        assert bitstream.parse(bitstream.write(_feature_container(count))) == _feature_container(count)
     with pytest.raises(ValueError, match="feature container"):
         bitstream.write(_container(kind="feature", quality=2.5))
+    with pytest.raises(ValueError, match="feature container"):
+        bitstream.write(_container(kind="feature", quality=0.0))  # height, width and shapes are the model's
+    with pytest.raises(ValueError, match="images"):
+        bitstream.write(_feature_container(0))
+
+
+def test_a_zero_image_feature_container_is_refused():
+    data = bytearray(bitstream.write(_feature_container()))
+    count_at = 4 + 3 + len("es-r20-mid") + 8
+    assert data[count_at] == 1
+    data[count_at] = 0
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    with pytest.raises(CodecError, match="0 images"):
+        bitstream.parse(bytes(data))
+
+
+def test_a_container_with_one_or_no_section_round_trips():
+    for sections in ([], [b""], [b"xyz"]):
+        assert bitstream.parse(bitstream.write(_container(sections=sections))).sections == sections

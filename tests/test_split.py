@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +67,50 @@ def test_device_and_server_round_trip(feature_model_name):
     images = _images(4)
     data = device.encode(images)
     container = bitstream.parse(data)
-    assert (container.kind, container.model, container.shapes[0][0]) == ("feature", feature_model_name, 4)
+    assert (container.kind, container.model, container.count) == ("feature", feature_model_name, 4)
     logits = server.decode(data)
     assert logits.shape == (4, 10)
     single = torch.cat([server.decode(device.encode(image)) for image in images])
     torch.testing.assert_close(single, logits, rtol=1e-4, atol=1e-4)  # batch of 4 == 4 containers of 1
     top = server.top_k(logits, 3)
     assert len(top) == 4 and len(top[0]) == 3 and top[0][0]["label"] in server.card.labels
+
+
+def _as_version_4(data: bytes, shapes: list[tuple[int, ...]], size: int) -> bytes:
+    """The same message laid out as version 4 wrote it: height, width and latent shapes, every section length."""
+    container = bitstream.parse(data)
+    name = container.model.encode()
+    body = bitstream.MAGIC + bytes([4, 2, len(name)]) + name + container.weights_digest
+    body += bitstream.varint(size) * 2 + bytes([len(shapes)])
+    body += b"".join(bytes([len(shape)]) + b"".join(map(bitstream.varint, shape)) for shape in shapes)
+    body += bytes([len(container.sections)]) + b"".join(bitstream.varint(len(part)) for part in container.sections)
+    body += b"".join(container.sections)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_server_still_decodes_version_4_feature_containers(feature_model_name):
+    from codec.split.runtime import DeviceEncoder, ServerDecoder
+
+    device, server = DeviceEncoder(feature_model_name), ServerDecoder(feature_model_name)
+    data = device.encode(_images(2))
+    shapes = device.model.latent_shapes(2, 32, 32)
+    old = _as_version_4(data, shapes, 32)
+    assert len(old) > len(data) and bitstream.parse(old).count == 2
+    torch.testing.assert_close(server.decode(old), server.decode(data), rtol=0, atol=0)
+    with pytest.raises(CodecError, match="32x32"):
+        server.decode(_as_version_4(data, shapes, 64))
+
+
+def test_codec_info_describes_a_feature_container(feature_model_name, tmp_path, capsys):
+    from codec.cli import main
+    from codec.split.runtime import DeviceEncoder
+
+    path = tmp_path / "features.bin"
+    path.write_bytes(DeviceEncoder(feature_model_name).encode(_images(3)))
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["kind"], info["images"]) == ("feature", 3)
+    assert info["bytes_per_image"] == pytest.approx(path.stat().st_size / 3)
 
 
 def test_server_refuses_foreign_and_damaged_bytes(feature_model_name, shipped_model_name):

@@ -113,13 +113,15 @@ def mutate(seeds: list[bytes], rng: random.Random) -> tuple[str, bytes]:
             section = bytearray(rng.getrandbits(8) for _ in range(rng.randrange(0, 2 * len(section) + 8)))
         container.sections[index] = bytes(section)
         return kind, reseal(container)
-    field = rng.choice(["quality", "size", "shapes", "channels", "model", "kind"])
+    field = rng.choice(["quality", "size", "shapes", "count", "channels", "model", "kind"])
     if field == "quality":
         container.quality = rng.choice([-1.0, 1e30, float("nan"), rng.uniform(0, 5), 5.0000001])
     elif field == "size":
         container.height, container.width = rng.randint(1, 600), rng.randint(1, 600)
     elif field == "shapes":
         container.shapes = [tuple(rng.randint(0, 300) for _ in shape) for shape in container.shapes]
+    elif field == "count":
+        container.count = rng.choice([0, 1, 2, 3, 64, 65, 1 << 16])
     elif field == "channels":
         container.channels = rng.choice([1, 3, 4])
     elif field == "model":

@@ -69,11 +69,8 @@ class DeviceEncoder:
         """One container for the batch (bytes per image = len(result) / batch)."""
         x = image_batch(images, self.input_size)
         streams = self.model.compress(x)
-        return bitstream.write(bitstream.Container(
-            kind="feature", model=self.card.name, weights_digest=self.card.digest, quality=0.0,
-            height=x.shape[2], width=x.shape[3], channels=3, bit_depth=8, shapes=streams.shapes,
-            sections=streams.sections,
-        ))
+        container = bitstream.feature_container(self.card.name, self.card.digest, len(x), streams.sections)
+        return bitstream.write(container)
 
 
 @dataclass
@@ -99,10 +96,12 @@ class ServerDecoder:
         if container.weights_digest != self.card.digest:
             raise CodecError(f"bitstream was made by another encoder for {container.model!r} (weights digest "
                              f"{container.weights_digest.hex()}, server has {self.card.digest.hex()})")
-        if container.shapes and container.shapes[0] and not 0 < container.shapes[0][0] <= MAX_BATCH:
+        if not 0 < container.count <= MAX_BATCH:
             raise CodecError(f"a container holds 1..{MAX_BATCH} images")
-        streams = LatentStreams(container.sections, container.shapes)
-        feature = self.model.decode_feature(streams, container.height, container.width)
+        size = self.model.input_size
+        shapes = container.shapes or self.model.latent_shapes(container.count, size, size)  # version 5 derives them
+        streams = LatentStreams(container.sections, shapes)
+        feature = self.model.decode_feature(streams, container.height or size, container.width or size)
         decoded = time.perf_counter()
         with torch.no_grad():
             logits = self.model.tail.tail(feature)
