@@ -176,11 +176,10 @@ def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
             raise CodecError(f"corrupt bitstream: a feature container of {count} images (limit {MAX_COUNT})")
         container = feature_container(model, digest, count, [])
     else:
-        describes_image = version < 3 or kind == "image"
-        container = _read_geometry(reader, version, describes_image, max_pixels)
-        container.kind, container.model, container.weights_digest = kind, model, digest
-        if kind == "feature":
-            container.count = container.shapes[0][0] if container.shapes and container.shapes[0] else 0
+        geometry = _read_geometry(reader, version, version < 3 or kind == "image", max_pixels)
+        shapes = geometry["shapes"]
+        count = shapes[0][0] if kind == "feature" and shapes and shapes[0] else 0
+        container = Container(kind, model, digest, **geometry, count=count)
     container.sections = _read_sections(reader, version)
     (stored_crc,) = struct.unpack("<I", bytes(data[-_CRC_SIZE:]))
     if zlib.crc32(bytes(data[:-_CRC_SIZE])) != stored_crc:
@@ -188,7 +187,7 @@ def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
     return container
 
 
-def _read_geometry(reader: _Reader, version: int, describes_image: bool, max_pixels: int) -> Container:
+def _read_geometry(reader: _Reader, version: int, describes_image: bool, max_pixels: int) -> dict:
     """Image fields and latent shapes (every image container; feature containers up to version 4)."""
     quality = reader.unpack("f")[0] if describes_image else FEATURE_DEFAULTS["quality"]
     height, width = reader.uints(2, version)
@@ -215,7 +214,8 @@ def _read_geometry(reader: _Reader, version: int, describes_image: bool, max_pix
         if math.prod(shape) > MAX_LATENT_ELEMENTS:
             raise CodecError(f"latent of shape {shape} exceeds the limit of {MAX_LATENT_ELEMENTS} elements")
         shapes.append(tuple(shape))
-    return Container("image", "", b"", quality, height, width, channels, bit_depth, shapes)
+    return {"quality": quality, "height": height, "width": width, "channels": channels, "bit_depth": bit_depth,
+            "shapes": shapes}
 
 
 def _read_sections(reader: _Reader, version: int) -> list[bytes]:
