@@ -53,19 +53,21 @@ def test_mgm_round_trip_matches_the_evaluation_forward_and_counts_the_coded_bits
 
 
 def test_the_residual_encoder_writes_the_cheapest_of_the_nearest_codewords(monkeypatch):
-    """Residual mode: the index written is the one (of the nearest few) whose index and residual bits are fewest,
-    so the evaluation forward counts no more bits than with the nearest codeword, and with every codeword a
-    candidate the choice is the exhaustive minimum."""
+    """Residual mode: the index written is the one (of the nearest few) of least index + residual bits + weighted
+    latent error: choosing on bits alone, the evaluation forward counts no more bits than with the nearest
+    codeword; with every codeword a candidate the choice is the exhaustive minimum."""
     model = _model(residual=True)
     model(torch.rand(4, 3, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0]))
     model.eval()
     model.update()
     image = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
+        monkeypatch.setattr(mgm, "DISTORTION_WEIGHT", 0.0)
         cheapest = model(image, torch.tensor([1.0, 1.0]))["bits"]
         monkeypatch.setattr(mgm, "CANDIDATES", 1)
         nearest = model(image, torch.tensor([1.0, 1.0]))["bits"]
         monkeypatch.setattr(mgm, "CANDIDATES", model.codewords)
+        monkeypatch.setattr(mgm, "DISTORTION_WEIGHT", 16.0)
         quantizer, y = model.fine[1], model.analysis(image) * model.gains(torch.tensor([1.0, 1.0]))[0]
         coarse = model.coarse.quantize(model.h_a(y))
         chosen = model.fine_indices(1, y, coarse)
@@ -75,7 +77,7 @@ def test_the_residual_encoder_writes_the_cheapest_of_the_nearest_codewords(monke
     every = torch.arange(model.codewords).view(1, 1, -1, 1, 1).expand(2, quantizer.groups, -1, *y.shape[-2:])
     log_pmf = model._log_pmf(model.transition_counts(1)).double()
     index_bits = -log_pmf[torch.arange(quantizer.groups).view(1, -1, 1, 1, 1), parents[:, :, None], every] / mgm.LOG2
-    total = quantizer._residual_bits(y, every) + index_bits
+    total = quantizer.choice_cost(y, every) + index_bits
     assert torch.equal(chosen, total.argmin(2))
 
 

@@ -61,8 +61,8 @@ def codebook_report(model, paths: list[Path]) -> dict:
             pixels = load_image(path, 1 << 26).pixels
             gain, _ = model.gains(torch.tensor([float(level)]))
             y = model.analysis(model.pad(pixels)) * gain
-            fine = model.fine[level].quantize(y)
             coarse = model.coarse.quantize(model.h_a(y))[:, : model.coarse_used(level)]  # the codebooks coded
+            fine = model.fine_indices(level, y, coarse)  # the indices the encoder writes
             for group in range(model.groups[level]):
                 fine_counts[group] += np.bincount(fine[0, group].flatten().numpy(), minlength=model.codewords)
             for group in range(coarse.shape[1]):
