@@ -29,7 +29,9 @@ ARCHITECTURES = {
     "of y (one codebook count per rate level), a coarse PQ level from h_a conditioning the fine index PMFs",
     "mgm-residual": "multivariate Gaussian mixture prior after Zhu et al. CVPR 2022: g_a/g_s with GDN, product "
     "quantization of y (one codebook count per rate level) whose codewords are mixture components (mean + diagonal "
-    "scale); the index picks the component, round(y - mean) is coded under its Gaussian; a coarse PQ level from h_a "
+    "scale); the index picks the component, round(y - mean) is coded under its Gaussian; the encoder writes, of "
+    "the 16 nearest components, the one of least index + residual bits + 16 x squared latent error; a coarse PQ "
+    "level from h_a "
     "conditions the fine index PMFs; no network between the indices and g_s",
     "mean-scale": "Minnen et al. 2018 mean-scale hyperprior without context: g_a/g_s with GDN, "
     "h_a/h_s 3 conv layers with LeakyReLU predicting mean and scale, gain units (Cui et al. 2021)",

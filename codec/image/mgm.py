@@ -13,14 +13,16 @@ context:
 
 With `residual=True` each codeword is a full Gaussian mixture component (mean and diagonal scale, both fitted to the
 vectors assigned to it): the index picks the component, then round(y - mean) is coded under that component's
-Gaussian, so y_hat = mean + round(y - mean). Pure VQ (the default, as in the paper) is the zero-variance limit and
+Gaussian, so y_hat = mean + round(y - mean). The encoder is then free to write any index (the decoder only reads
+it): of the CANDIDATES nearest components it writes the one of least rate-distortion cost, index bits + residual
+bits + DISTORTION_WEIGHT x the squared error left in y, in training (the hard path) and at inference. Pure VQ (the default, as in the paper) is the zero-variance limit and
 caps quality at the codebooks' fixed-length rate; the residual lifts that cap at the cost of one more ANS pass, still
 with no network between the indices and g_s.
 
 Every PMF is a fixed table chosen by integers already decoded (codebook, parent code), so encoder and decoder
 cannot disagree, and decoding runs no network besides g_s. Rate levels q differ in their number of codebooks
 (one variable-rate model, one g_a / g_s). Training: softmax over negative distances for the gradient with a
-straight-through hard path, argmin at inference, an expected-bits rate term (under PMFs kept as decayed index
+straight-through hard path (the nearest codeword, or the rate-distortion choice in residual mode), an expected-bits rate term (under PMFs kept as decayed index
 counts, so they track the codes at once instead of waiting for a learning rate) so the PMFs really save bits, VQ
 commitment loss with codewords updated as exponential moving averages of their assigned vectors, and re-assignment of
 dead codewords to random latent vectors.
