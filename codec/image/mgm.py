@@ -15,17 +15,17 @@ With `residual=True` each codeword is a full Gaussian mixture component (mean an
 vectors assigned to it): the index picks the component, then round(y - mean) is coded under that component's
 Gaussian, so y_hat = mean + round(y - mean). The encoder is then free to write any index (the decoder only reads
 it): of the CANDIDATES nearest components it writes the one of least rate-distortion cost, index bits + residual
-bits + DISTORTION_WEIGHT x the squared error left in y, in training (the hard path) and at inference. Pure VQ (the default, as in the paper) is the zero-variance limit and
-caps quality at the codebooks' fixed-length rate; the residual lifts that cap at the cost of one more ANS pass, still
-with no network between the indices and g_s.
+bits + DISTORTION_WEIGHT x the squared error left in y, in training (the hard path) and at inference. Pure VQ (the
+default, as in the paper) is the zero-variance limit and caps quality at the codebooks' fixed-length rate; the
+residual lifts that cap at the cost of one more ANS pass, still with no network between the indices and g_s.
 
-Every PMF is a fixed table chosen by integers already decoded (codebook, parent code), so encoder and decoder
-cannot disagree, and decoding runs no network besides g_s. Rate levels q differ in their number of codebooks
-(one variable-rate model, one g_a / g_s). Training: softmax over negative distances for the gradient with a
-straight-through hard path (the nearest codeword, or the rate-distortion choice in residual mode), an expected-bits rate term (under PMFs kept as decayed index
-counts, so they track the codes at once instead of waiting for a learning rate) so the PMFs really save bits, VQ
-commitment loss with codewords updated as exponential moving averages of their assigned vectors, and re-assignment of
-dead codewords to random latent vectors.
+Every PMF is a fixed table chosen by integers already decoded (codebook, parent code), so encoder and decoder cannot
+disagree, and decoding runs no network besides g_s. Rate levels q differ in their number of codebooks (one
+variable-rate model, one g_a / g_s). Training: softmax over negative distances for the gradient with a
+straight-through hard path (the nearest codeword, or the rate-distortion choice in residual mode), an expected-bits
+rate term (under PMFs kept as decayed index counts, so they track the codes at once instead of waiting for a
+learning rate) so the PMFs really save bits, VQ commitment loss with codewords updated as exponential moving
+averages of their assigned vectors, and re-assignment of dead codewords to random latent vectors.
 
 The coarse codes only choose fine PMF tables, so nothing in the rate-distortion loss spreads them: trained that way
 they collapse onto one or two codewords and condition nothing. With `coarse_probe=True` h_a (fed a detached y) is
@@ -325,7 +325,7 @@ class MultiCodebookModel(VariableRateImageModel):
         vq_loss = coarse["vq_loss"] if self.coarse_probe is None else 0.0
         for level in levels.unique().tolist():
             chosen = (levels == level).nonzero().flatten()
-            hard = self.fine_indices(level, y[chosen].detach(), coarse["indices"][chosen]) if self.residual else None
+            hard = self.fine_indices(level, y[chosen].detach(), coarse["indices"][chosen])
             fine = self.fine[level](y[chosen], hard)
             residual_bits = 0.0
             if self.residual:  # the component's mean and scale code y (its rate replaces the commitment loss)
