@@ -38,17 +38,19 @@ def test_teacher_rebuild_matches_published_accuracy():
     assert accuracy > 0.88  # SOURCE.md: 91.5 % on all 1000
 
 
-@pytest.mark.parametrize("prior", ["factorized", "hyperprior"])
-def test_untrained_student_decodes_exactly_what_it_trained_on(prior):
+@pytest.mark.parametrize("prior, stride", [("factorized", 4), ("hyperprior", 4), ("factorized", 8), ("hyperprior", 8)])
+def test_untrained_student_decodes_exactly_what_it_trained_on(prior, stride):
     from codec.image.base import LatentStreams
     from codec.split.student import CifarEntropicStudent
 
     torch.manual_seed(0)
-    student = CifarEntropicStudent(latent=8, hidden=16, prior=prior, hyper_channels=4).eval()
+    student = CifarEntropicStudent(latent=8, hidden=16, prior=prior, hyper_channels=4, stride=stride).eval()
     student.update()
     x = torch.from_numpy(_images(3)).permute(0, 3, 1, 2).float() / 255
     streams = student.compress(x)
-    assert streams.shapes == ([(3, 8, 8, 8)] if prior == "factorized" else [(3, 8, 8, 8), (3, 4, 4, 4)])
+    side = 32 // stride
+    y_shape, z_shape = (3, 8, side, side), (3, 4, side // 2, side // 2)
+    assert streams.shapes == ([y_shape] if prior == "factorized" else [y_shape, z_shape])
     assert len(streams.sections) == (2 if prior == "factorized" else 4)
     with pytest.raises(CodecError, match="sections"):
         student.decompress(LatentStreams(streams.sections[:1], streams.shapes), 32, 32)
@@ -58,6 +60,13 @@ def test_untrained_student_decodes_exactly_what_it_trained_on(prior):
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(CodecError, match="32x32"):
         student.compress(torch.zeros(1, 3, 64, 64))
+
+
+def test_student_refuses_an_unknown_stride():
+    from codec.split.student import CifarEntropicStudent
+
+    with pytest.raises(ValueError, match="stride"):
+        CifarEntropicStudent(stride=2)
 
 
 def test_device_and_server_round_trip(feature_model_name):

@@ -97,3 +97,20 @@ def test_a_hyperprior_student_can_start_from_a_factorized_one(tmp_path):
     assert 0 < loaded < total  # encoder, decoder and tail from the factorized student; h_a, h_s, z's prior fresh
     started = torch.load(tmp_path / "hyper" / "checkpoint.pt", weights_only=True)["model"]
     assert any(key.startswith("h_a.") for key in started) and "encoder.0.weight" in started
+
+
+def test_a_stride_8_student_after_a_separate_stage_1_says_so_on_its_card(tmp_path):
+    from safetensors.torch import load_file
+
+    stage1_run, export_root = tmp_path / "stage1", tmp_path / "export"
+    first = _train(stage1_run, export_root, "--stride", "8", "--stage2-steps", "0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = _train(tmp_path / "stage2", export_root, "--stride", "8", "--init-run", str(stage1_run),
+                    "--joint-stage2", "--name", "es-s8")
+    assert second.returncode == 0, second.stderr[-2000:]
+    card = tomllib.loads((export_root / "models" / "es-s8.toml").read_text())
+    assert card["config"]["stride"] == 8 and "latent x 4x4" in card["architecture"]["description"]
+    assert "--stride 8" in card["training"]["stage1_run"]["command"]
+    assert "--stage2-steps 0" in card["training"]["stage1_run"]["command"]
+    weights = load_file(export_root / "weights" / "es-s8.safetensors")
+    assert weights["encoder.6.weight"].shape == (4, 8, 3, 3)  # the third stride-2 layer, then the projection

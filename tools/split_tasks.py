@@ -35,6 +35,21 @@ def prior_config(args: argparse.Namespace) -> dict:
     return {"prior": args.prior, **({"hyper_channels": args.hyper_channels} if args.hyper_channels else {})}
 
 
+def stride_config(args: argparse.Namespace) -> dict:
+    """The CIFAR student's latent stride, where it is not the default 4 (older cards stay valid)."""
+    return {"stride": args.stride} if args.stride != 4 else {}
+
+
+def cifar_architecture(args: argparse.Namespace) -> str:
+    """The CIFAR student as the model card's architecture line describes it."""
+    side = 32 // args.stride
+    extra = " + 3x3 stride-2 conv + GDN" if args.stride == 8 else ""
+    extra_up = " + 3x3 transposed stride-2 conv + IGDN" if args.stride == 8 else ""
+    return (f"encoder 2x (5x5 stride-2 conv + GDN){extra} + 3x3 conv to a latent x {side}x{side}; "
+            f"{prior_description(args)}; decoder 3x3 conv + IGDN{extra_up}, 2 transposed 5x5 stride-2 convs to the "
+            "16x32x32 layer1 feature; teacher tail (layer2, layer3, linear) fine-tuned")
+
+
 @dataclass
 class SplitTask:
     """What differs between teachers; tools/train_split.py does the rest."""
@@ -91,7 +106,7 @@ class CifarTask(SplitTask):
         self.lossless_labels = torch.from_numpy(lossless_labels[:held_out])
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
-        student = CifarEntropicStudent(self.depth, args.latent, args.hidden, **prior_config(args))
+        student = CifarEntropicStudent(self.depth, args.latent, args.hidden, **prior_config(args), **stride_config(args))
         tail_state = {key: value for key, value in self.teacher.state_dict().items()
                       if not key.startswith(("conv1.", "bn1.", "layer1."))}
         student.tail.load_state_dict(tail_state)
@@ -121,10 +136,9 @@ class CifarTask(SplitTask):
         return {
             "summary": f"Entropic Student for CIFAR-10 ResNet-{self.depth}, split after layer1, beta {args.beta:g}",
             "labels": CIFAR10_CLASSES,
-            "config": {"depth": self.depth, "latent": args.latent, "hidden": args.hidden, **prior_config(args)},
-            "description": f"encoder 2x (5x5 stride-2 conv + GDN) + 3x3 conv to a latent x 8x8; {prior_description(args)}; "
-            "decoder 3x3 conv + IGDN, 2 transposed 5x5 stride-2 convs to the 16x32x32 layer1 feature; teacher tail "
-            "(layer2, layer3, linear) fine-tuned",
+            "config": {"depth": self.depth, "latent": args.latent, "hidden": args.hidden, **prior_config(args),
+                       **stride_config(args)},
+            "description": cifar_architecture(args),
             "teacher": f"akamaster ResNet-{self.depth} (BSD-2-Clause), ../shared/data/cifar10-teachers",
             "data": "CIFAR-10 train (50k, the JPEG q75 copy in ../shared/data/cifar10) and, as a share "
             f"{args.lossless_share:g} of each batch, 3500 lossless train images; crops + flips; validation on 500 "

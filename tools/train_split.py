@@ -45,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beta", type=float, required=True, help="weight of bits per image in stage 1 (and in a --joint-stage2)")
     parser.add_argument("--latent", type=int, default=24)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--stride", type=int, default=4, choices=(4, 8),
+                        help="CIFAR: the latent's stride (8: one more stride-2 layer each side, a 4x4 latent)")
     parser.add_argument("--decoder-hidden", type=int, default=96, help="EfficientNet student decoder width")
     parser.add_argument("--prior", choices=("factorized", "hyperprior"), default="factorized")
     parser.add_argument("--hyper-channels", type=int, default=None, help="z channels with --prior hyperprior")
@@ -110,6 +112,17 @@ def command_line(args: argparse.Namespace, teacher: str) -> str:
     return training_command("tools/train_split.py", vars(args), _NOT_IN_COMMAND, (f"--teacher {teacher}",))
 
 
+def stage1_run_record(run: Path) -> dict:
+    """How an --init-run checkpoint was trained: that run's command and the weights it started from."""
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))["args"]
+    teacher = config.get("teacher") or f"resnet{config['depth']}"
+    record = {"command": training_command("tools/train_split.py", config, _NOT_IN_COMMAND, (f"--teacher {teacher}",))}
+    init_file = run / "init.json"
+    if init_file.exists():
+        record["init"] = json.loads(init_file.read_text(encoding="utf-8"))
+    return record
+
+
 def stage2_description(task: SplitTask, args: argparse.Namespace, fields: dict) -> str:
     """Stage 2 as the model card names it."""
     trained = (f"end to end (encoder, entropy model, {fields['stage2_trains']} trained), + beta * bits"
@@ -164,6 +177,8 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
     })
     if init:  # the weights "--init" pointed at, and how they were trained
         card["training"]["init"] = init
+    if args.init_run:  # stage 1 ran separately: its command and lineage
+        card["training"]["stage1_run"] = stage1_run_record(args.init_run)
     write_card(args.name, card, models_dir)
     print(f"exported {weights_dir / weights_file} (sha256 {sha256[:16]}...) and {models_dir / args.name}.toml", flush=True)
 

@@ -36,23 +36,38 @@ from codec.split import efficientnet
 from codec.split.resnet import CifarResNet, normalize
 
 
-def feature_encoder(latent: int, hidden: int) -> nn.Sequential:
-    """3x32x32 image -> latent x 8x8 (two stride-2 5x5 convolutions with GDN, then a 3x3 projection)."""
-    return nn.Sequential(
-        nn.Conv2d(3, hidden, 5, 2, 2), GDN(hidden),
-        nn.Conv2d(hidden, hidden, 5, 2, 2), GDN(hidden),
-        nn.Conv2d(hidden, latent, 3, 1, 1),
-    )
+def feature_encoder(latent: int, hidden: int, stride: int = 4) -> nn.Sequential:
+    """3x32x32 image -> latent x (32/stride)^2: stride-2 convolutions with GDN (5x5 for the first two, 3x3 after),
+    then a 3x3 projection."""
+    layers: list[nn.Module] = []
+    for index in range(_halvings(stride)):
+        size = 5 if index < 2 else 3
+        layers += [nn.Conv2d(3 if index == 0 else hidden, hidden, size, 2, size // 2), GDN(hidden)]
+    return nn.Sequential(*layers, nn.Conv2d(hidden, latent, 3, 1, 1))
 
 
-def feature_decoder(latent: int, hidden: int, feature_channels: int) -> nn.Sequential:
-    """latent x 8x8 -> the split feature (feature_channels x 32x32)."""
-    return nn.Sequential(
-        nn.Conv2d(latent, hidden, 3, 1, 1), GDN(hidden, inverse=True),
+def feature_decoder(latent: int, hidden: int, feature_channels: int, stride: int = 4) -> nn.Sequential:
+    """latent x (32/stride)^2 -> the split feature (feature_channels x 32x32): 3x3 conv + IGDN, then transposed
+    stride-2 convolutions (3x3 for those beyond the last two, 5x5 for the last two)."""
+    halvings = _halvings(stride)
+    layers: list[nn.Module] = [nn.Conv2d(latent, hidden, 3, 1, 1), GDN(hidden, inverse=True)]
+    for index in range(halvings - 2):  # the extra upsamplings come first, so a stride-4 decoder keeps its layout
+        layers += [nn.ConvTranspose2d(hidden, hidden, 3, 2, 1, output_padding=1), GDN(hidden, inverse=True)]
+    layers += [
         nn.ConvTranspose2d(hidden, hidden, 5, 2, 2, output_padding=1), GDN(hidden, inverse=True),
         nn.ConvTranspose2d(hidden, hidden // 2, 5, 2, 2, output_padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(hidden // 2, feature_channels, 3, 1, 1),
-    )
+    ]
+    return nn.Sequential(*layers)
+
+
+STRIDES = (4, 8)
+
+
+def _halvings(stride: int) -> int:
+    if stride not in STRIDES:
+        raise ValueError(f"latent stride must be one of {STRIDES}, got {stride}")
+    return stride.bit_length() - 1
 
 
 PRIORS = ("factorized", "hyperprior")
@@ -189,15 +204,14 @@ class EntropicStudent(FrozenTables, nn.Module):
 class CifarEntropicStudent(EntropicStudent):
     """Entropic Student for a CIFAR ResNet teacher split after layer1; the encoder replaces the whole head."""
 
-    latent_stride = 4
-
     def __init__(self, depth: int = 20, latent: int = 24, hidden: int = 64, input_size: int = 32,
-                 prior: str = "factorized", hyper_channels: int = 16) -> None:
+                 prior: str = "factorized", hyper_channels: int = 16, stride: int = 4) -> None:
         super().__init__()
         self.input_size = input_size
-        self.encoder = feature_encoder(latent, hidden)
+        self.latent_stride = stride
+        self.encoder = feature_encoder(latent, hidden, stride)
         self.init_prior(latent, prior, hyper_channels)
-        self.decoder = feature_decoder(latent, hidden, 16)
+        self.decoder = feature_decoder(latent, hidden, 16, stride)
         self.tail = CifarResNet(depth, with_head=False)
 
     def analysis(self, images: torch.Tensor) -> torch.Tensor:
