@@ -62,6 +62,25 @@ def test_untrained_student_decodes_exactly_what_it_trained_on(prior, stride):
         student.compress(torch.zeros(1, 3, 64, 64))
 
 
+def test_a_deeper_encoder_started_from_a_shallower_student_computes_the_same():
+    import sys
+
+    from codec.split.student import CifarEntropicStudent
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_split import projection_renamed
+
+    torch.manual_seed(0)
+    shallow = CifarEntropicStudent(latent=8, hidden=16).eval()
+    deep = CifarEntropicStudent(latent=8, hidden=16, encoder_blocks=2).eval()
+    weights = projection_renamed(shallow.state_dict(), deep.state_dict())
+    missing = deep.load_state_dict(weights, strict=False).missing_keys
+    assert missing and all(key.startswith(("encoder.4.", "encoder.5.")) for key in missing)  # only the new blocks
+    x = torch.from_numpy(_images(2)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        torch.testing.assert_close(deep.analysis(x), shallow.analysis(x))  # the blocks start as the identity
+
+
 def test_student_refuses_an_unknown_stride():
     from codec.split.student import CifarEntropicStudent
 

@@ -36,14 +36,17 @@ def prior_config(args: argparse.Namespace) -> dict:
 
 
 def stride_config(args: argparse.Namespace) -> dict:
-    """The CIFAR student's latent stride, where it is not the default 4 (older cards stay valid)."""
-    return {"stride": args.stride} if args.stride != 4 else {}
+    """The CIFAR student's latent stride and encoder depth, where not the defaults (older cards stay valid)."""
+    return {**({"stride": args.stride} if args.stride != 4 else {}),
+            **({"encoder_blocks": args.encoder_blocks} if args.encoder_blocks else {})}
 
 
 def cifar_architecture(args: argparse.Namespace) -> str:
     """The CIFAR student as the model card's architecture line describes it."""
     side = 32 // args.stride
     extra = " + 3x3 stride-2 conv + GDN" if args.stride == 8 else ""
+    if args.encoder_blocks:
+        extra += f" + {args.encoder_blocks} residual blocks (two 3x3 convs + LeakyReLU each)"
     extra_up = " + 3x3 transposed stride-2 conv + IGDN" if args.stride == 8 else ""
     return (f"encoder 2x (5x5 stride-2 conv + GDN){extra} + 3x3 conv to a latent x {side}x{side}; "
             f"{prior_description(args)}; decoder 3x3 conv + IGDN{extra_up}, 2 transposed 5x5 stride-2 convs to the "

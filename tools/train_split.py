@@ -47,6 +47,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--stride", type=int, default=4, choices=(4, 8),
                         help="CIFAR: the latent's stride (8: one more stride-2 layer each side, a 4x4 latent)")
+    parser.add_argument("--encoder-blocks", type=int, default=0,
+                        help="CIFAR: residual blocks before the encoder's projection (they start as the identity, so "
+                        "--init from a student without them starts from its function)")
     parser.add_argument("--decoder-hidden", type=int, default=96, help="EfficientNet student decoder width")
     parser.add_argument("--prior", choices=("factorized", "hyperprior"), default="factorized")
     parser.add_argument("--hyper-channels", type=int, default=None, help="z channels with --prior hyperprior")
@@ -79,6 +82,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--export-root", type=Path, default=PROJECT_ROOT,
                         help="with --name, write weights/ and models/ under this folder (default: the project)")
     return parser.parse_args()
+
+
+def projection_renamed(weights: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """--init weights with their encoder's last layer (the projection to the latent) renamed to this student's last
+    encoder layer, where the two encoders have different depths."""
+    def last_layer(keys) -> str | None:
+        indices = [int(key.split(".")[1]) for key in keys if key.startswith("encoder.") and key.split(".")[1].isdigit()]
+        return f"encoder.{max(indices)}." if indices else None
+
+    theirs, ours = last_layer(weights), last_layer(own)
+    if theirs is None or ours is None or theirs == ours:
+        return weights
+    renamed = {key: value for key, value in weights.items() if not key.startswith(theirs)}
+    renamed.update({ours + key[len(theirs):]: value for key, value in weights.items() if key.startswith(theirs)})
+    return renamed
 
 
 def cosine(step: int, total: int, peak: float) -> float:
@@ -209,7 +227,7 @@ def main() -> None:
         run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
         # float16 storage becomes the float32 start; tensors this student lacks or shapes differently (another prior,
         # e.g. a hyperprior started from a factorized student) are left to start fresh
-        weights, own = load_trained_weights(args.init), student.state_dict()
+        weights, own = projection_renamed(load_trained_weights(args.init), student.state_dict()), student.state_dict()
         matching = {key: value for key, value in weights.items() if key in own and own[key].shape == value.shape}
         student.load_state_dict(matching, strict=False)
         print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh)",

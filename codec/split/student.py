@@ -23,7 +23,7 @@ from fractions import Fraction
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
+from compressai.layers import GDN, ResidualBlock
 from torch import nn
 
 from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
@@ -36,13 +36,18 @@ from codec.split import efficientnet
 from codec.split.resnet import CifarResNet, normalize
 
 
-def feature_encoder(latent: int, hidden: int, stride: int = 4) -> nn.Sequential:
+def feature_encoder(latent: int, hidden: int, stride: int = 4, blocks: int = 0) -> nn.Sequential:
     """3x32x32 image -> latent x (32/stride)^2: stride-2 convolutions with GDN (5x5 for the first two, 3x3 after),
-    then a 3x3 projection."""
+    `blocks` residual blocks at the latent's resolution (a deeper, more task-specific encoder), a 3x3 projection."""
     layers: list[nn.Module] = []
     for index in range(_halvings(stride)):
         size = 5 if index < 2 else 3
         layers += [nn.Conv2d(3 if index == 0 else hidden, hidden, size, 2, size // 2), GDN(hidden)]
+    for _ in range(blocks):
+        block = ResidualBlock(hidden, hidden)
+        nn.init.zeros_(block.conv2.weight)  # starts as the identity: a shallower encoder's weights still apply
+        nn.init.zeros_(block.conv2.bias)
+        layers.append(block)
     return nn.Sequential(*layers, nn.Conv2d(hidden, latent, 3, 1, 1))
 
 
@@ -205,11 +210,11 @@ class CifarEntropicStudent(EntropicStudent):
     """Entropic Student for a CIFAR ResNet teacher split after layer1; the encoder replaces the whole head."""
 
     def __init__(self, depth: int = 20, latent: int = 24, hidden: int = 64, input_size: int = 32,
-                 prior: str = "factorized", hyper_channels: int = 16, stride: int = 4) -> None:
+                 prior: str = "factorized", hyper_channels: int = 16, stride: int = 4, encoder_blocks: int = 0) -> None:
         super().__init__()
         self.input_size = input_size
         self.latent_stride = stride
-        self.encoder = feature_encoder(latent, hidden, stride)
+        self.encoder = feature_encoder(latent, hidden, stride, encoder_blocks)
         self.init_prior(latent, prior, hyper_channels)
         self.decoder = feature_decoder(latent, hidden, 16, stride)
         self.tail = CifarResNet(depth, with_head=False)
