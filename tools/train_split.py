@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
-from codec.split.student import EntropicStudent  # noqa: E402
+from codec.split.student import STRIDES, EntropicStudent  # noqa: E402
 from codec.zoo import PROJECT_ROOT, load_trained_weights, save_weights  # noqa: E402
 from photos import random_thumbnails, training_photos  # noqa: E402
 from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beta", type=float, required=True, help="weight of bits per image in stage 1 (and in a --joint-stage2)")
     parser.add_argument("--latent", type=int, default=24)
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--stride", type=int, default=4, choices=(4, 8),
+    parser.add_argument("--stride", type=int, default=4, choices=STRIDES,
                         help="CIFAR: the latent's stride (8: one more stride-2 layer each side, a 4x4 latent)")
     parser.add_argument("--encoder-blocks", type=int, default=0,
                         help="CIFAR: residual blocks before the encoder's projection (they start as the identity, so "
@@ -133,8 +133,7 @@ def command_line(args: argparse.Namespace, teacher: str) -> str:
 def stage1_run_record(run: Path) -> dict:
     """How an --init-run checkpoint was trained: that run's command and the weights it started from."""
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))["args"]
-    teacher = config.get("teacher") or f"resnet{config['depth']}"
-    record = {"command": training_command("tools/train_split.py", config, _NOT_IN_COMMAND, (f"--teacher {teacher}",))}
+    record = {"command": command_line(argparse.Namespace(**config), config.get("teacher") or f"resnet{config['depth']}")}
     init_file = run / "init.json"
     if init_file.exists():
         record["init"] = json.loads(init_file.read_text(encoding="utf-8"))
@@ -227,7 +226,8 @@ def main() -> None:
         run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
         # float16 storage becomes the float32 start; tensors this student lacks or shapes differently (another prior,
         # e.g. a hyperprior started from a factorized student) are left to start fresh
-        weights, own = projection_renamed(load_trained_weights(args.init), student.state_dict()), student.state_dict()
+        own = student.state_dict()
+        weights = projection_renamed(load_trained_weights(args.init), own)
         matching = {key: value for key, value in weights.items() if key in own and own[key].shape == value.shape}
         student.load_state_dict(matching, strict=False)
         print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh)",

@@ -56,7 +56,7 @@ def feature_decoder(latent: int, hidden: int, feature_channels: int, stride: int
     stride-2 convolutions (3x3 for those beyond the last two, 5x5 for the last two)."""
     halvings = _halvings(stride)
     layers: list[nn.Module] = [nn.Conv2d(latent, hidden, 3, 1, 1), GDN(hidden, inverse=True)]
-    for index in range(halvings - 2):  # the extra upsamplings come first, so a stride-4 decoder keeps its layout
+    for _ in range(halvings - 2):  # the extra upsamplings come first, so a stride-4 decoder keeps its layout
         layers += [nn.ConvTranspose2d(hidden, hidden, 3, 2, 1, output_padding=1), GDN(hidden, inverse=True)]
     layers += [
         nn.ConvTranspose2d(hidden, hidden, 5, 2, 2, output_padding=1), GDN(hidden, inverse=True),
