@@ -13,7 +13,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "mean-scale", "--channels", "16", "24", "--batch", "2", "--crop", "64", "--threads", "1",
-        "--checkpoint-every", "2", "--validate-every", "3", "--lambdas", "0.002", "0.02"]
+        "--validate-every", "3", "--lambdas", "0.002", "0.02"]
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +36,72 @@ def _train(out: Path, photos: Path, steps: int, launcher: list[str], extra: tupl
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_train_resume_and_export(tmp_path, photo_folder):
+def test_resume_continues_the_global_step_and_learning_rate(tmp_path, photo_folder):
+    import torch
+
     out = tmp_path / "run"
-    first = _train(out, photo_folder, 3, [sys.executable])
+    first = _train(out, photo_folder, 3, [sys.executable], ("--lr", "2e-4"))
     assert first.returncode == 0, first.stderr[-2000:]
-    assert (out / "checkpoint.pt").exists()
-    second = _train(out, photo_folder, 4, [sys.executable])
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and state["lr_schedule"] == [[0, 2e-4]]
+    assert state["optimizer"]["state"]  # Adam moments travel with the run
+    second = _train(out, photo_folder, 5, [sys.executable])  # no --lr: the run's own schedule goes on
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resumed from step 3" in second.stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 5 and state["lr_schedule"] == [[0, 2e-4]] and state["cpu_seconds"] > 0
+    third = _train(out, photo_folder, 6, [sys.executable], ("--lr", "5e-5"))  # a deliberate drop, recorded
+    assert "learning rate 5e-05 from step 5 on (was 0.0002)" in third.stdout
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["lr_schedule"] == [[0, 2e-4], [5, 5e-5]]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any("validation" in record for record in records)
+
+
+def test_learning_rate_is_a_function_of_the_global_step():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import extend_schedule, learning_rate
+
+    schedule = [[0, 1e-4], [1000, 3e-5]]
+    assert learning_rate(0, schedule, warmup=10) == pytest.approx(1e-5)
+    assert learning_rate(999, schedule, warmup=10) == 1e-4
+    assert learning_rate(1000, schedule, warmup=10) == 3e-5  # no warm-up again later in the model's life
+    assert extend_schedule(schedule, 2000, 3e-5) is schedule
+    assert extend_schedule(schedule, 2000, 1e-5) == [*schedule, [2000, 1e-5]]
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(tmp_path, photo_folder):
+    import signal
+    import time
+
+    import torch
+
+    out = tmp_path / "stopped"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, str(ROOT / "tools" / "train_image.py"), *TINY, "--out", str(out),
+               "--photos", str(photo_folder)]  # no --steps: runs until stopped
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (out / "config.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "stop requested" in stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] >= 0 and state["model"]
+    resumed = _train(out, photo_folder, state["step"] + 1, [sys.executable])
+    assert resumed.returncode == 0 and f"resumed from step {state['step']}" in resumed.stdout
+
+
+def test_runs_live_outside_the_work_tree_by_default(tmp_path, photo_folder):
+    import torch
+
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "train_image.py"), *TINY, "--steps", "1",
+                             "--photos", str(photo_folder), "--runs-dir", str(tmp_path / "runs"), "--name", "tiny"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert torch.load(tmp_path / "runs" / "tiny" / "checkpoint.pt", weights_only=True)["step"] == 1
 
 
 def test_distributed_two_cpu_processes(tmp_path, photo_folder):

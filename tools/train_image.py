@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Train a variable-rate image model (rate-distortion loss, random crops with flips, never Kodak).
 
-    python tools/train_image.py --model mean-scale --steps 20000 --out runs/msh
+    python tools/train_image.py --model mean-scale-context --init weights/ms-hyperprior.safetensors --lr 1e-4
     torchrun --standalone --nproc_per_node 2 tools/train_image.py ...   # DistributedDataParallel (gloo / nccl)
 
-Resumable: rerun the same command and it continues from <out>/checkpoint.pt. bf16 autocast + channels_last for
+One long schedule per model, run across sessions: the run lives in ~/.cache/codec/runs/NAME (NAME defaults to the
+family; --runs-dir / --out move it), holds a global step, the learning-rate schedule (a function of that step) and
+the optimizer state, and is checkpointed every --checkpoint-minutes and on SIGTERM / SIGINT. Rerunning the same
+command resumes it; a different --lr on resume is a deliberate drop, recorded in the schedule with its step. bf16 autocast + channels_last for
 g_a / g_s where the CPU has native bf16 (entropy models and likelihoods stay fp32). Each sample in a batch gets a
 random rate level i and the loss lambda_i * 255^2 * MSE + bpp (Cui et al., CVPR 2021 gain units).
 """
@@ -15,6 +18,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -85,11 +89,36 @@ def rd_loss(output: dict, target: torch.Tensor, lambdas: torch.Tensor) -> tuple[
     return (lambdas * 255**2 * mse + bpp).mean(), bpp, mse
 
 
-def learning_rate(step: int, total: int, peak: float, warmup: int = 500) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+WARMUP_STEPS = 500
+
+
+def learning_rate(step: int, schedule: list[list[float]], warmup: int = WARMUP_STEPS) -> float:
+    """The rate at global `step`: the last [from_step, lr] entry of `schedule` at or before it, ramped linearly over
+    the first `warmup` steps of the model's life (never again on resume)."""
+    rate = schedule[0][1]
+    for start, value in schedule:
+        if step >= start:
+            rate = value
+    return rate * min(1.0, (step + 1) / warmup) if warmup else rate
+
+
+def extend_schedule(schedule: list[list[float]], step: int, lr: float | None) -> list[list[float]]:
+    """`schedule` with `lr` from `step` on, when it is a change (the record of a deliberate drop)."""
+    if lr is None or (schedule and schedule[-1][1] == lr):
+        return schedule
+    return [*schedule, [step, lr]]
+
+
+class StopRequest:
+    """Set by SIGTERM / SIGINT: the loop saves a checkpoint and exits cleanly at the end of its step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
 
 
 @torch.no_grad()
@@ -155,10 +184,11 @@ def centre_taps(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mean-scale")
-    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=10**9, help="global step to stop at (default: run until stopped)")
     parser.add_argument("--batch", type=int, default=8, help="crops per process and step")
     parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, help="peak learning rate of a new run (default 1e-4); on resume, a "
+                        "different value lowers (or raises) the rate from the current step on, recorded in the run")
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS))
     parser.add_argument("--channels", type=int, nargs=2, default=(128, 192), metavar=("N", "M"))
     parser.add_argument("--groups", type=int, nargs="+", help="mgm: codebooks per rate level (one per lambda)")
@@ -177,7 +207,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-only", nargs="+", metavar="MODULE",
                         help="train only these top-level modules, e.g. g_s (a new synthesis transform under a frozen "
                              "encoder: codes and rates stay those of --init)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--name", help="run name (default: the model family)")
+    parser.add_argument("--runs-dir", type=Path, default=Path.home() / ".cache" / "codec" / "runs",
+                        help="where runs live, outside the work tree (default ~/.cache/codec/runs)")
+    parser.add_argument("--out", type=Path, help="the run folder itself (default: RUNS_DIR/NAME)")
+    parser.add_argument("--init-step", type=int, default=0,
+                        help="global step of the --init weights (a run restarted from shipped weights on a machine "
+                             "without the run folder continues the card's step; optimizer state restarts)")
+    parser.add_argument("--context-groups", type=int, nargs="+",
+                        help="mean-scale-context: channel group sizes (default 16 16 32 64 64)")
+    parser.add_argument("--context-hidden", type=int, help="mean-scale-context: hidden width of the context nets")
     parser.add_argument("--init", type=Path, help="start from these weights (e.g. weights/ms-hyperprior.safetensors)")
     parser.add_argument("--init-lambdas", type=float, nargs="+",
                         help="the rate levels the --init weights were trained with (default: --lambdas); new "
@@ -186,10 +225,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
-    parser.add_argument("--checkpoint-every", type=int, default=250)
-    parser.add_argument("--validate-every", type=int, default=1000)
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    parser.add_argument("--validate-every", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.out = args.out or args.runs_dir.expanduser() / (args.name or args.model)
+    return args
 
 
 def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
@@ -213,6 +254,7 @@ def photo_lists(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
 
 def main() -> None:
     args = parse_args()
+    stop = StopRequest()  # from the start: a signal during set-up still ends with a checkpoint
     rank, world, device = setup_distributed(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -232,6 +274,10 @@ def main() -> None:
         config["synthesis_widths"] = tuple(args.synthesis_widths)
     if args.synthesis_kernels:
         config["synthesis_kernels"] = tuple(args.synthesis_kernels)
+    if args.context_groups:
+        config["groups"] = tuple(args.context_groups)
+    if args.context_hidden:
+        config["context_hidden"] = args.context_hidden
     model = create_model(args.model, **config).to(device)
     for name in args.train_only or []:
         if not isinstance(getattr(model, name, None), torch.nn.Module):
@@ -245,9 +291,11 @@ def main() -> None:
                  if not args.train_only or name.split(".")[0] in args.train_only]
     main_params = [p for name, p in trainable if not name.endswith(".quantiles")]
     aux_params = [p for name, p in trainable if name.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(main_params, lr=args.lr)
+    optimizer = torch.optim.Adam(main_params, lr=args.lr or 1e-4)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
-    step = 0
+    step = args.init_step
+    schedule: list[list[float]] = []
+    cpu_seconds = 0.0
     checkpoint_path = args.out / "checkpoint.pt"
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=True, map_location=device)
@@ -257,8 +305,11 @@ def main() -> None:
         if aux_optimizer is not None:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
         step = int(state["step"])
+        schedule = state.get("lr_schedule") or [[0, args.lr or 1e-4]]
+        cpu_seconds = float(state.get("cpu_seconds", 0.0))
         if rank == 0:
-            print(f"resumed from step {step}", flush=True)
+            print(f"resumed from step {step} (lr {learning_rate(step, schedule):.3g}, "
+                  f"{cpu_seconds / 3600:.2f} CPU hours so far)", flush=True)
     elif args.init:
         if rank == 0:
             run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
@@ -272,8 +323,15 @@ def main() -> None:
                 del matching[key]
         model.load_state_dict(matching, strict=False)
         if rank == 0:
-            print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh)",
-                  flush=True)
+            print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh) "
+                  f"at global step {step}", flush=True)
+    if not schedule:
+        schedule = [[0, args.lr or 1e-4]]
+    new_schedule = extend_schedule(schedule, step, args.lr)
+    if new_schedule is not schedule and rank == 0:
+        print(f"learning rate {args.lr:g} from step {step} on (was {schedule[-1][1]:g}); recorded in the run",
+              flush=True)
+    schedule = new_schedule
     forward_model = model
     if world > 1:
         # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
@@ -291,16 +349,20 @@ def main() -> None:
 
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step}
+                 "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step,
+                 "lr_schedule": schedule, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
         torch.save(state, args.out / "checkpoint.tmp")
         (args.out / "checkpoint.tmp").replace(checkpoint_path)
 
     training_mode(model, args.train_only)
-    progress = tqdm(total=args.steps, initial=step, desc=f"train {args.model}", mininterval=30, disable=rank != 0)
+    total = args.steps if args.steps < 10**9 else None
+    progress = tqdm(total=total, initial=step, desc=f"train {args.model}", mininterval=30, disable=rank != 0)
     started = time.time()
-    while step < args.steps:
+    cpu_started = time.process_time()
+    last_save = time.time()
+    while step < args.steps and not stop.requested:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr)
+            group["lr"] = learning_rate(step, schedule)
         x = sampler.batch(args.batch).to(device)
         levels = torch.randint(0, len(args.lambdas), (args.batch,), device=device)
         output = forward_model(x, levels.float())
@@ -331,8 +393,9 @@ def main() -> None:
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.set_postfix(loss=f"{record['loss']:.3f}", bpp=f"{record['bpp']:.3f}", psnr=f"{psnr:.2f}")
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if time.time() - last_save > 60 * args.checkpoint_minutes or step == args.steps:
             save()
+            last_save = time.time()
         if step % args.validate_every == 0 or step == args.steps:
             levels_to_check = sorted({0, len(args.lambdas) // 2, len(args.lambdas) - 1})
             record = {"step": step, "validation": validate(model, validation, levels_to_check, device)}
@@ -341,6 +404,9 @@ def main() -> None:
             log.flush()
             print(json.dumps(record), flush=True)
     progress.close()
+    if rank == 0:
+        save()
+        print(f"checkpoint saved at step {step}" + (" (stop requested)" if stop.requested else ""), flush=True)
     if world > 1:
         dist.destroy_process_group()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from codec.entropy.escape import decode_escapes, encode_escapes
+from codec.entropy.escape import EscapeReader, encode_escapes
 from codec.entropy.tables import PRECISION, TableSet
 from codec.errors import CodecError
 
@@ -37,24 +37,39 @@ def _check_index(table_index: np.ndarray, tables: TableSet) -> None:
         raise CodecError("table index out of range")
 
 
-def encode_symbols(symbols: np.ndarray, table_index: np.ndarray, tables: TableSet) -> tuple[bytes, bytes]:
-    """Code integer `symbols` (any shape) each with table `table_index` (same shape).
-
-    Returns (ANS stream as little-endian uint32 words, escape stream)."""
+def _prepare(symbols: np.ndarray, table_index: np.ndarray, tables: TableSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(in-table values with escapes marked, table indices, out-of-range mask), all flat."""
     symbols = np.asarray(symbols, dtype=np.int64).ravel()
     table_index = np.asarray(table_index, dtype=np.int64).ravel()
     _check_index(table_index, tables)
     values = symbols - tables.offsets[table_index]
     escape = tables.lengths[table_index] - 1
     out_of_range = (values < 0) | (values >= escape)
-    values = np.where(out_of_range, escape, values).astype(np.int32)
-    order, present, starts = _groups(table_index)
+    return np.where(out_of_range, escape, values).astype(np.int32), table_index, out_of_range
+
+
+def encode_passes(passes: list[tuple[np.ndarray, np.ndarray]], tables: TableSet) -> tuple[bytes, bytes]:
+    """Code several (symbols, table_index) passes onto one ANS stack, so that `PassDecoder` pops them in order.
+
+    A context model needs this: the table index of pass k depends on the symbols of passes < k, so the decoder
+    learns each pass's tables only after decoding the passes before it. Returns (ANS stream, escape stream)."""
+    prepared = [_prepare(symbols, table_index, tables) for symbols, table_index in passes]
     encoder = constriction.stream.stack.AnsCoder()
-    for group in range(len(present) - 1, -1, -1):
-        positions = order[starts[group] : starts[group + 1]]
-        encoder.encode_reverse(values[positions], _model(tables, int(present[group])))
+    for values, table_index, _ in reversed(prepared):
+        order, present, starts = _groups(table_index)
+        for group in range(len(present) - 1, -1, -1):
+            positions = order[starts[group] : starts[group + 1]]
+            encoder.encode_reverse(values[positions], _model(tables, int(present[group])))
     words = encoder.get_compressed().astype("<u4").tobytes()
-    return trim_last_word(words), encode_escapes(symbols[out_of_range])
+    escaped = [np.asarray(symbols, dtype=np.int64).ravel()[mask] for (symbols, _), (_, _, mask) in zip(passes, prepared)]
+    return trim_last_word(words), encode_escapes(np.concatenate(escaped) if escaped else np.zeros(0, np.int64))
+
+
+def encode_symbols(symbols: np.ndarray, table_index: np.ndarray, tables: TableSet) -> tuple[bytes, bytes]:
+    """Code integer `symbols` (any shape) each with table `table_index` (same shape).
+
+    Returns (ANS stream as little-endian uint32 words, escape stream)."""
+    return encode_passes([(symbols, table_index)], tables)
 
 
 def trim_last_word(words: bytes) -> bytes:
@@ -70,26 +85,49 @@ def pad_words(stream: bytes) -> bytes:
     return bytes(stream) + b"\0" * (-len(stream) % 4)
 
 
+class PassDecoder:
+    """Decodes the passes `encode_passes` wrote, one call per pass, in the order they were given to it."""
+
+    def __init__(self, stream: bytes, escapes: bytes, tables: TableSet) -> None:
+        words = np.frombuffer(pad_words(stream), dtype="<u4").astype(np.uint32)
+        try:
+            self.decoder = constriction.stream.stack.AnsCoder(words)
+        except (ValueError, RuntimeError, AssertionError) as error:
+            raise CodecError(f"corrupt bitstream: entropy decoding failed ({error})") from None
+        self.escapes = EscapeReader(escapes)
+        self.tables = tables
+
+    def decode(self, table_index: np.ndarray) -> np.ndarray:
+        """The next pass's int64 symbols, shaped like `table_index`."""
+        tables = self.tables
+        shape = np.shape(table_index)
+        table_index = np.asarray(table_index, dtype=np.int64).ravel()
+        _check_index(table_index, tables)
+        values = np.empty(len(table_index), dtype=np.int64)
+        order, present, starts = _groups(table_index)
+        try:
+            for group in range(len(present)):
+                positions = order[starts[group] : starts[group + 1]]
+                values[positions] = self.decoder.decode(_model(tables, int(present[group])), len(positions))
+        except (ValueError, RuntimeError, AssertionError) as error:
+            raise CodecError(f"corrupt bitstream: entropy decoding failed ({error})") from None
+        escape = tables.lengths[table_index] - 1
+        is_escape = values == escape
+        symbols = values + tables.offsets[table_index]
+        symbols[is_escape] = self.escapes.read(int(is_escape.sum()))
+        return symbols.reshape(shape)
+
+    def finish(self) -> None:
+        """Refuse trailing escape bytes (a stream that was not written by `encode_passes`)."""
+        self.escapes.finish()
+
+
 def decode_symbols(stream: bytes, escapes: bytes, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
     """Inverse of `encode_symbols`; returns int64 symbols shaped like `table_index`."""
-    shape = np.shape(table_index)
-    table_index = np.asarray(table_index, dtype=np.int64).ravel()
-    _check_index(table_index, tables)
-    words = np.frombuffer(pad_words(stream), dtype="<u4").astype(np.uint32)
-    values = np.empty(len(table_index), dtype=np.int64)
-    order, present, starts = _groups(table_index)
-    try:
-        decoder = constriction.stream.stack.AnsCoder(words)
-        for group in range(len(present)):
-            positions = order[starts[group] : starts[group + 1]]
-            values[positions] = decoder.decode(_model(tables, int(present[group])), len(positions))
-    except (ValueError, RuntimeError, AssertionError) as error:
-        raise CodecError(f"corrupt bitstream: entropy decoding failed ({error})") from None
-    escape = tables.lengths[table_index] - 1
-    is_escape = values == escape
-    symbols = values + tables.offsets[table_index]
-    symbols[is_escape] = decode_escapes(escapes, int(is_escape.sum()))
-    return symbols.reshape(shape)
+    decoder = PassDecoder(stream, escapes, tables)
+    symbols = decoder.decode(table_index)
+    decoder.finish()
+    return symbols
 
 
 def ideal_bits(symbols: np.ndarray, table_index: np.ndarray, tables: TableSet) -> float:

@@ -23,24 +23,43 @@ def encode_escapes(values: np.ndarray) -> bytes:
     return bytes(out)
 
 
+class EscapeReader:
+    """Reads escape values a few at a time (a context model decodes its passes one after another)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.position = 0
+
+    def read(self, count: int) -> np.ndarray:
+        data = self.data
+        values = np.empty(count, dtype=np.int64)
+        position = self.position
+        for index in range(count):
+            zigzag = 0
+            for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
+                if position >= len(data):
+                    raise CodecError("corrupt bitstream: escape stream ends early")
+                byte = data[position]
+                position += 1
+                zigzag |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+            else:
+                raise CodecError("corrupt bitstream: escape value too long")
+            values[index] = (zigzag >> 1) if not zigzag & 1 else -((zigzag + 1) >> 1)
+        self.position = position
+        if np.any(np.abs(values) > 2**31 - 1):
+            raise CodecError("corrupt bitstream: escape value out of range")
+        return values
+
+    def finish(self) -> None:
+        if self.position != len(self.data):
+            raise CodecError("corrupt bitstream: trailing bytes in escape stream")
+
+
 def decode_escapes(data: bytes, count: int) -> np.ndarray:
-    values = np.empty(count, dtype=np.int64)
-    position = 0
-    for index in range(count):
-        zigzag = 0
-        for shift in range(0, 7 * _MAX_VARINT_BYTES, 7):
-            if position >= len(data):
-                raise CodecError("corrupt bitstream: escape stream ends early")
-            byte = data[position]
-            position += 1
-            zigzag |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-        else:
-            raise CodecError("corrupt bitstream: escape value too long")
-        values[index] = (zigzag >> 1) if not zigzag & 1 else -((zigzag + 1) >> 1)
-    if position != len(data):
-        raise CodecError("corrupt bitstream: trailing bytes in escape stream")
-    if np.any(np.abs(values) > 2**31 - 1):
-        raise CodecError("corrupt bitstream: escape value out of range")
+    """All `count` escape values of `data`, which must hold exactly those."""
+    reader = EscapeReader(data)
+    values = reader.read(count)
+    reader.finish()
     return values

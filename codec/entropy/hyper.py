@@ -46,32 +46,46 @@ class HyperLatent:
         self._exact_h_s = ExactSequential(self.h_s)
 
     @torch.no_grad()
-    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scale-table indices and means (float64) for y, computed exactly from z_hat (see codec.nn.exact)."""
+    def hyper_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scales and means (float64) for y, computed exactly from z_hat (see codec.nn.exact)."""
         self.check_ready()
         if z_hat.shape[-2] * z_hat.shape[-1] > self.exact_tile**2:
             params = tiled(self._exact_h_s, z_hat, self.hyper_upscale, self.exact_tile, self.exact_halo)
         else:
             params = self._exact_h_s(z_hat)
-        scales, means = self._split_parameters(params)
+        return self._split_parameters(params)
+
+    @torch.no_grad()
+    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale-table indices and means (float64) for y, computed exactly from z_hat."""
+        scales, means = self.hyper_parameters(z_hat)
         return scale_indices(scales, self.table_tensors["scale_table"]), means
 
     @torch.no_grad()
     def encode_hyper(self, y: torch.Tensor, z: torch.Tensor) -> list[bytes]:
         """Code z (factorized), then y given z_hat; returns the four sections."""
         z_hat, z_stream, z_escapes = encode_factorized(z, self.tables["z"], self.table_tensors["z_medians"])
+        return [*self.encode_y(y, z_hat), z_stream, z_escapes]
+
+    @torch.no_grad()
+    def encode_y(self, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[bytes, bytes]:
+        """y's ANS stream and escapes, each element under the Gaussian of its exact scale index and mean."""
         indices, means = self.entropy_parameters(z_hat)
         y_symbols = torch.round(y.double() - means).long().numpy()
-        y_stream, y_escapes = encode_symbols(y_symbols, indices.numpy(), self.tables["y"])
-        return [y_stream, y_escapes, z_stream, z_escapes]
+        return encode_symbols(y_symbols, indices.numpy(), self.tables["y"])
 
     @torch.no_grad()
     def decode_hyper(self, sections: list[bytes], y_shape: tuple[int, ...], z_shape: tuple[int, ...]) -> torch.Tensor:
         """Inverse of `encode_hyper`: y_hat (float32) of `y_shape`."""
         y_stream, y_escapes, z_stream, z_escapes = sections
         z_hat = decode_factorized(z_stream, z_escapes, z_shape, self.tables["z"], self.table_tensors["z_medians"])
+        return self.decode_y(y_stream, y_escapes, z_hat, y_shape)
+
+    @torch.no_grad()
+    def decode_y(self, stream: bytes, escapes: bytes, z_hat: torch.Tensor, y_shape: tuple[int, ...]) -> torch.Tensor:
+        """Inverse of `encode_y`."""
         indices, means = self.entropy_parameters(z_hat)
         if tuple(indices.shape) != tuple(y_shape):
-            raise CodecError(f"corrupt bitstream: latent shapes {y_shape} and {z_shape} do not fit together")
-        y_symbols = decode_symbols(y_stream, y_escapes, indices.numpy(), self.tables["y"])
+            raise CodecError(f"corrupt bitstream: latent shapes {y_shape} and {tuple(z_hat.shape)} do not fit together")
+        y_symbols = decode_symbols(stream, escapes, indices.numpy(), self.tables["y"])
         return (torch.from_numpy(y_symbols).double() + means).float()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from codec.image.base import VariableRateImageModel
+from codec.image.context import ContextHyperprior
 from codec.image.hyperprior import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 from codec.image.mgm import MultiCodebookModel
 
@@ -12,4 +13,5 @@ MODEL_FAMILIES: dict[str, Callable[..., VariableRateImageModel]] = {
     "hyperprior": ScaleHyperprior,
     "mean-scale": MeanScaleHyperprior,
     "mgm": MultiCodebookModel,
+    "mean-scale-context": ContextHyperprior,
 }

@@ -129,7 +129,10 @@ class EntropicStudent(FrozenTables, nn.Module):
         scales, means = params.chunk(2, 1)
         return scales, means
 
+    hyper_parameters = HyperLatent.hyper_parameters
     entropy_parameters = HyperLatent.entropy_parameters
+    encode_y = HyperLatent.encode_y
+    decode_y = HyperLatent.decode_y
     encode_hyper = HyperLatent.encode_hyper
     decode_hyper = HyperLatent.decode_hyper
 

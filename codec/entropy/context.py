@@ -1,0 +1,168 @@
+"""Parallel context model for a Gaussian-coded latent: channel groups, each coded in two checkerboard passes.
+
+- Minnen & Singh, "Channel-wise autoregressive entropy models for learned image compression" (ICIP 2020), and
+  He, Yang, Peng, Ma, Qin, Wang, "ELIC" (CVPR 2022): y is split into uneven channel groups; each group's entropy
+  parameters see every group decoded before it.
+- He, Zheng, Sun, Wang, Qin, "Checkerboard context model for efficient learned image compression" (CVPR 2021):
+  within a group the anchor half of the positions is coded first and conditions the other half.
+
+        hyper (mean, scale from h_s) ─┬─► group 0 anchors ─► group 0 non-anchors ─► group 1 anchors ─► ...
+        y_hat of groups < k ──────────┘      (5x5 conv over the anchors decoded so far)
+
+Decoding takes 2 x groups network passes, never a per-position loop. Each group predicts a correction to the
+hyperprior's mean and scale (its last layer starts at zero, so a fresh context model codes exactly like the
+mean-scale hyperprior it starts from). On the coding path the context networks run exactly (codec.nn.exact): their
+inputs are put on a fixed-point grid and every sum is an exact float64 integer, so the encoder and decoder derive
+bit-identical scale indices and means at any thread count, batch or precision path.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from codec.entropy.coder import PassDecoder, encode_passes
+from codec.entropy.gaussian import scale_indices
+from codec.entropy.tables import TableSet
+from codec.errors import CodecError
+from codec.nn.exact import ExactSequential
+
+DEFAULT_GROUPS = (16, 16, 32, 64, 64)  # ELIC's uneven split of 192 channels
+
+
+def anchor_mask(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """[1, 1, H, W] bool: True on the checkerboard's anchors ((row + column) even), decoded first."""
+    rows = torch.arange(height, device=device).view(-1, 1)
+    cols = torch.arange(width, device=device).view(1, -1)
+    return ((rows + cols) % 2 == 0).view(1, 1, height, width)
+
+
+class GroupParameters(nn.Module):
+    """Entropy-parameter corrections for one channel group: hidden = W_h * hyper + W_c * previous groups +
+    W_s * anchors (5x5), then two 1x1 layers to (delta scale, delta mean)."""
+
+    def __init__(self, channels: int, previous: int, hidden: int) -> None:
+        super().__init__()
+        self.from_hyper = nn.Conv2d(2 * channels, hidden, 1)
+        self.from_previous = nn.Conv2d(previous, hidden, 3, padding=1, bias=False) if previous else None
+        self.from_anchors = nn.Conv2d(channels, hidden, 5, padding=2, bias=False)
+        self.head = nn.Sequential(nn.LeakyReLU(), nn.Conv2d(hidden, hidden, 1), nn.LeakyReLU(),
+                                  nn.Conv2d(hidden, 2 * channels, 1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+
+class ExactGroupParameters:
+    """`GroupParameters` evaluated exactly (codec.nn.exact); float64 in and out."""
+
+    def __init__(self, group: GroupParameters) -> None:
+        self.from_hyper = ExactSequential(nn.Sequential(group.from_hyper))
+        self.from_previous = ExactSequential(nn.Sequential(group.from_previous)) if group.from_previous else None
+        self.from_anchors = ExactSequential(nn.Sequential(group.from_anchors))
+        self.head = ExactSequential(group.head)
+
+
+class ChannelCheckerboardContext(nn.Module):
+    """Context model of a y with `sum(groups)` channels; see the module docstring."""
+
+    def __init__(self, groups: tuple[int, ...] = DEFAULT_GROUPS, hidden: int = 128) -> None:
+        super().__init__()
+        self.groups = tuple(int(channels) for channels in groups)
+        starts = np.concatenate(([0], np.cumsum(self.groups))).tolist()
+        self.slices = [slice(starts[k], starts[k + 1]) for k in range(len(self.groups))]
+        self.group_parameters = nn.ModuleList(
+            GroupParameters(channels, starts[k], hidden) for k, channels in enumerate(self.groups))
+        self._exact: list[ExactGroupParameters] | None = None
+
+    @property
+    def channels(self) -> int:
+        return sum(self.groups)
+
+    def freeze(self) -> None:
+        """Build the exact evaluators from the current weights (call after training, as `update()` does)."""
+        self._exact = [ExactGroupParameters(group) for group in self.group_parameters]
+
+    # --- training ------------------------------------------------------------------------------------------
+    def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
+                quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """(scales, means, y_hat) for the whole latent, every group conditioned as the decoder will see it.
+
+        `quantize(y, means)` gives y_hat (e.g. straight-through rounding of y - means, plus means)."""
+        anchors = anchor_mask(*y.shape[-2:], device=y.device)
+        out_scales, out_means, out_hat = [], [], []
+        for k, (group, part) in enumerate(zip(self.group_parameters, self.slices)):
+            hyper = torch.cat([scales[:, part], means[:, part]], 1)
+            hidden = group.from_hyper(hyper)
+            if group.from_previous is not None:
+                hidden = hidden + group.from_previous(torch.cat(out_hat, 1))
+            scale_a, mean_a = self._refine(group.head(hidden), scales[:, part], means[:, part])
+            y_hat_a = quantize(y[:, part], mean_a) * anchors
+            scale_n, mean_n = self._refine(group.head(hidden + group.from_anchors(y_hat_a)), scales[:, part],
+                                          means[:, part])
+            scale_k = torch.where(anchors, scale_a, scale_n)
+            mean_k = torch.where(anchors, mean_a, mean_n)
+            out_scales.append(scale_k)
+            out_means.append(mean_k)
+            out_hat.append(quantize(y[:, part], mean_k))
+        return torch.cat(out_scales, 1), torch.cat(out_means, 1), torch.cat(out_hat, 1)
+
+    @staticmethod
+    def _refine(delta: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        delta_scale, delta_mean = delta.chunk(2, 1)
+        return scales + delta_scale, means + delta_mean
+
+    # --- exact coding ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _passes(self, scales: torch.Tensor, means: torch.Tensor, scale_table: torch.Tensor,
+                code: Callable[[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor], np.ndarray]) -> torch.Tensor:
+        """Walk the 2 x groups passes; `code(indices, means, mask, part)` codes one pass (returns its symbols at the
+        mask's positions, as the decoder reads them). Returns y_hat (float64)."""
+        if self._exact is None:
+            raise RuntimeError("context model not frozen: call update() or load the weights")
+        if scales.shape[1] != self.channels:
+            raise CodecError(f"corrupt bitstream: latent has {scales.shape[1]} channels, context model {self.channels}")
+        scales, means = scales.double(), means.double()
+        anchors = anchor_mask(*scales.shape[-2:], device=scales.device)
+        y_hat = torch.zeros_like(means)
+        for k, (exact, part) in enumerate(zip(self._exact, self.slices)):
+            hyper = torch.cat([scales[:, part], means[:, part]], 1)
+            hidden = exact.from_hyper(hyper)
+            if exact.from_previous is not None:
+                hidden = hidden + exact.from_previous(y_hat[:, : part.start])
+            for is_anchor_pass in (True, False):
+                if not is_anchor_pass:
+                    hidden = hidden + exact.from_anchors(y_hat[:, part] * anchors)
+                scale_k, mean_k = self._refine(exact.head(hidden), scales[:, part], means[:, part])
+                mask = (anchors if is_anchor_pass else ~anchors).expand_as(mean_k)
+                indices = scale_indices(scale_k, scale_table)
+                symbols = code(indices[mask].numpy(), mean_k[mask], mask, part)
+                group_hat = y_hat[:, part]
+                group_hat[mask] = torch.from_numpy(symbols).double() + mean_k[mask]
+                y_hat[:, part] = group_hat
+        return y_hat
+
+    @torch.no_grad()
+    def encode(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor, scale_table: torch.Tensor,
+               tables: TableSet) -> tuple[bytes, bytes]:
+        """Code y given the hyperprior's (float64, exact) scales and means; returns (ANS stream, escapes)."""
+        y = y.double()
+        passes: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def code(indices: np.ndarray, pass_means: torch.Tensor, mask: torch.Tensor, part: slice) -> np.ndarray:
+            symbols = torch.round(y[:, part][mask] - pass_means).long().numpy()
+            passes.append((symbols, indices))
+            return symbols
+
+        self._passes(scales, means, scale_table, code)
+        return encode_passes(passes, tables)
+
+    @torch.no_grad()
+    def decode(self, stream: bytes, escapes: bytes, scales: torch.Tensor, means: torch.Tensor,
+               scale_table: torch.Tensor, tables: TableSet) -> torch.Tensor:
+        """Inverse of `encode`: y_hat (float32)."""
+        decoder = PassDecoder(stream, escapes, tables)
+        y_hat = self._passes(scales, means, scale_table, lambda indices, *_: decoder.decode(indices))
+        decoder.finish()
+        return y_hat.float()
