@@ -1,4 +1,7 @@
-"""Shipped models: model cards in models/*.toml, weights in weights/*.safetensors (sha256-verified, no pickle)."""
+"""Shipped models: model cards in models/*.toml, weights in weights/*.safetensors (sha256-verified, no pickle).
+
+Reading cards imports no torch (`codec models` starts in a fraction of a second); loading weights does.
+"""
 from __future__ import annotations
 
 import functools
@@ -8,12 +11,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING
 
 from codec.errors import CodecError
 from codec.registry import create_model, family_kind
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 PROJECT_ROOT = Path(os.environ.get("CODEC_HOME", Path(__file__).resolve().parents[1]))
 TABLE_PREFIX = "tables."
@@ -85,6 +90,8 @@ def save_weights(model: nn.Module, path: Path, storage_dtype: torch.dtype | None
 
     `storage_dtype` (e.g. torch.float16) stores floating-point weights at that precision to halve the file; they are
     computed in float32 after loading. Tables are always stored as built."""
+    from safetensors.torch import save_file
+
     tensors = {key: value.detach().to(storage_dtype if storage_dtype and value.is_floating_point() else value.dtype)
                .contiguous() for key, value in model.state_dict().items()}
     tensors.update({TABLE_PREFIX + key: value.contiguous() for key, value in model.table_state().items()})
@@ -101,6 +108,8 @@ def split_tables(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
 
 def load_trained_weights(path: Path) -> dict[str, torch.Tensor]:
     """The state dict stored in a weights file, without its tables (to start training from it)."""
+    from safetensors.torch import load_file
+
     return split_tables(load_file(str(path)))[0]
 
 
@@ -124,6 +133,8 @@ def load_model(name: str) -> tuple[nn.Module, ModelCard]:
             f"weights file {card.weights_path.name} does not match its model card (sha256 {actual[:12]}... "
             f"!= {card.sha256[:12]}...): refusing to load tampered or mismatched weights"
         )
+    from safetensors.torch import load_file
+
     try:
         tensors = load_file(str(card.weights_path))
         model = build_model(card.family, card.config, tensors)

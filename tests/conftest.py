@@ -17,12 +17,12 @@ LAMBDAS = (0.0018, 0.0067, 0.025)
 @pytest.fixture(scope="session")
 def tiny_models() -> dict:
     """One small randomly initialised model per family, tables frozen (enough to test coding paths)."""
-    from codec.image import MODEL_FAMILIES
+    from codec.registry import family_names
     from codec.registry import create_model
 
     torch.manual_seed(0)
     models = {}
-    for family in MODEL_FAMILIES:
+    for family in family_names("image"):
         model = create_model(family, lambdas=LAMBDAS, n=32, m=48).eval()
         model.update()
         models[family] = model

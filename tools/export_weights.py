@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.registry import create_model  # noqa: E402
 from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
 from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
+from run_model import model_from_run, run_config  # noqa: E402
 
 ARCHITECTURES = {
     "factorized": "Ballé et al. 2018 factorized prior: g_a/g_s 4x (5x5 stride-2 conv + GDN), gain units",
@@ -35,6 +35,11 @@ ARCHITECTURES = {
     "conditions the fine index PMFs; no network between the indices and g_s",
     "mean-scale": "Minnen et al. 2018 mean-scale hyperprior without context: g_a/g_s with GDN, "
     "h_a/h_s 3 conv layers with LeakyReLU predicting mean and scale, gain units (Cui et al. 2021)",
+    "mean-scale-context": "Minnen et al. 2018 mean-scale hyperprior (g_a/g_s with GDN, h_a/h_s with LeakyReLU, gain "
+    "units of Cui et al. 2021) plus a parallel context model: y in uneven channel groups (Minnen & Singh 2020, ELIC "
+    "He et al. 2022), each coded in two checkerboard passes (He et al. 2021); per group a 1x1 conv of the "
+    "hyperprior's mean and scale, a 3x3 conv of the groups before it and a 5x5 conv of its anchors are summed and "
+    "two 1x1 layers predict corrections to mean and scale; 2 x groups network passes to decode",
 }
 
 
@@ -53,8 +58,23 @@ ENTROPY_CODING = {
     "(codebook, parent code); residual: 64 Gaussian scale tables, each codeword's scale index fixed at export",
 }
 ENTROPY_CODING["mean-scale"] = ENTROPY_CODING["hyperprior"]
+ENTROPY_CODING["mean-scale-context"] = (
+    "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside the CDF, all "
+    "2 x groups passes on one ANS stack; h_s and the context networks evaluated exactly in integer-valued float64")
 # run-time settings that do not change what is learnt
-NOT_IN_COMMAND = {"threads", "bf16", "device", "checkpoint_every", "validate_every"}
+NOT_IN_COMMAND = {"threads", "bf16", "device", "checkpoint_every", "checkpoint_minutes", "validate_every",
+                  "runs_dir", "out"}
+
+
+def optimizer_description(state: dict, run_args: dict) -> str:
+    """The learning-rate schedule the run followed (a function of the global step) and the fixed settings."""
+    schedule = state.get("lr_schedule")
+    if schedule:
+        rates = "; ".join(f"{lr:g} from step {int(start)}" for start, lr in schedule)
+        text = f"Adam, lr {rates} (500-step warm-up at the start of the model's life only)"
+    else:  # runs from before the global schedule: a warm-up and cosine per run
+        text = f"Adam, peak lr {run_args['lr']}, 500-step warm-up then cosine to 10 %"
+    return text + ", grad clip 1.0; aux Adam 1e-3 on the bottleneck quantiles"
 
 
 def training_summary(run: Path) -> dict:
@@ -73,9 +93,6 @@ def training_summary(run: Path) -> dict:
             f"level_{level}": {"bpp": round(v["bpp"], 4), "psnr": round(v["psnr"], 3)} for level, v in last["validation"].items()
         }
     return summary
-
-
-RUN_RECORDS = ("family", "bf16", "world_size", "args")
 
 
 def synthesis_note(config: dict) -> str:
@@ -102,16 +119,9 @@ def main() -> None:
     parser.add_argument("--default-quality", type=float, default=3.0)
     args = parser.parse_args()
 
-    config = json.loads((args.run / "config.json").read_text())
-    family = config["family"]
-    # config.json is the model's constructor arguments plus these run records: every other key goes to the model
-    model_config = {key: value for key, value in config.items() if key not in RUN_RECORDS}
-    model = create_model(family, **model_config)
-    state = torch.load(args.run / "checkpoint.pt", weights_only=True)
-    own = model.state_dict()
-    model.load_state_dict({key: value for key, value in state["model"].items() if key in own})  # drops training-only buffers
-    model.eval()
-    model.update()
+    family, model_config, config = run_config(args.run)
+    model, step = model_from_run(args.run)
+    state = torch.load(args.run / "checkpoint.pt", weights_only=True, map_location="cpu")
     run_args = config["args"]
     init = run_init_record(args.run, Path(run_args["init"]) if run_args.get("init") else None)  # before any overwrite
     weights_file = f"{args.name}.safetensors"
@@ -138,8 +148,10 @@ def main() -> None:
             "data": "BSDS500 train+val (300 photos) + Debian photo packages (tools/install_training_photos.sh); "
             "random crops with flips; never Kodak",
             "loss": loss_description(run_args),
-            "optimizer": f"Adam, peak lr {run_args['lr']}, 500-step warm-up then cosine to 10 %, grad clip 1.0; "
-            "aux Adam 1e-3 on the bottleneck quantiles",
+            "optimizer": optimizer_description(state, run_args),
+            "global_step": step,
+            "cpu_hours": round(float(state.get("cpu_seconds", 0.0)) / 3600, 3),
+            "lr_schedule": state.get("lr_schedule", []),
             "precision": "bf16 autocast + channels_last for g_a/g_s; entropy models fp32" if config["bf16"] else "fp32",
             "hardware": "2-core CPU (AVX-512 bf16), no GPU",
             **training_summary(args.run),

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck
+from codec._compressai import EntropyBottleneck
 
 from codec.entropy.coder import decode_symbols, encode_symbols
 from codec.entropy.tables import TableSet

@@ -1,4 +1,1 @@
-"""Learned image models: factorized prior, scale hyperprior, mean-scale hyperprior (all variable-rate)."""
-from codec.image.registry import MODEL_FAMILIES
-
-__all__ = ["MODEL_FAMILIES"]
+"""Image models: factorized / hyperprior / mean-scale (+ context) and mgm; families are registered in codec.registry."""

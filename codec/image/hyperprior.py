@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from codec._compressai import EntropyBottleneck, GaussianConditional
 
 from codec.errors import CodecError
 from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized

@@ -40,11 +40,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.models.utils import conv
 from torch import nn
 
-from compressai.entropy_models import GaussianConditional
-
+from codec._compressai import GaussianConditional, conv
 from codec.entropy.coder import decode_symbols, encode_symbols
 from codec.entropy.factorized import channel_index
 from codec.entropy.gaussian import SCALE_BOUND, build_gaussian_tables, default_scale_table, scale_indices

@@ -1,8 +1,7 @@
 """Analysis / synthesis transforms of Ballé et al. (ICLR 2017/2018), built from CompressAI's layers."""
 from __future__ import annotations
 
-from compressai.layers import GDN
-from compressai.models.utils import conv, deconv
+from codec._compressai import GDN, conv, deconv
 from torch import nn
 
 

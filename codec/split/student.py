@@ -22,8 +22,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN, ResidualBlock
+from codec._compressai import GDN, EntropyBottleneck, GaussianConditional, ResidualBlock
 from torch import nn
 
 from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized

@@ -1,0 +1,32 @@
+"""A model rebuilt from a training run folder (config.json + checkpoint.pt), tables frozen, ready to code."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from codec.registry import create_model  # noqa: E402
+
+RUN_RECORDS = ("family", "bf16", "world_size", "args")  # config.json keys that are not constructor arguments
+
+
+def run_config(run: Path) -> tuple[str, dict, dict]:
+    """(family, the model's constructor arguments, the whole config.json) of a run."""
+    config = json.loads((run / "config.json").read_text())
+    return config["family"], {key: value for key, value in config.items() if key not in RUN_RECORDS}, config
+
+
+def model_from_run(run: Path) -> tuple[torch.nn.Module, int]:
+    """(the run's latest checkpoint as an eval-mode model with frozen tables, its global step)."""
+    family, model_config, _ = run_config(run)
+    model = create_model(family, **model_config)
+    state = torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")
+    own = model.state_dict()
+    model.load_state_dict({key: value for key, value in state["model"].items() if key in own})  # drops training-only buffers
+    model.eval()
+    model.update()
+    return model, int(state["step"])
