@@ -20,7 +20,20 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-PROJECT_ROOT = Path(os.environ.get("CODEC_HOME", Path(__file__).resolve().parents[1]))
+
+
+def _codec_home() -> Path:
+    """Where models/ and weights/ are: $CODEC_HOME, else the checkout this package runs from, else the copy that an
+    installed wheel carries (codec/_shipped, placed there by setup.py)."""
+    if os.environ.get("CODEC_HOME"):
+        return Path(os.environ["CODEC_HOME"])
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "models").is_dir() and (checkout / "weights").is_dir():
+        return checkout
+    return Path(__file__).resolve().parent / "_shipped"
+
+
+PROJECT_ROOT = _codec_home()
 TABLE_PREFIX = "tables."
 
 
