@@ -1,6 +1,8 @@
 """Python API for images: `encode_image(...) -> bytes` and `decode_image(bytes) -> PIL.Image`."""
 from __future__ import annotations
 
+import warnings
+
 from PIL import Image
 
 from codec import bitstream
@@ -22,6 +24,18 @@ def prepared_model(name: str, fast: bool | None = None) -> tuple[VariableRateIma
     return model, card
 
 
+def usable_quality(network: VariableRateImageModel, quality: float) -> float:
+    """`quality` itself for a continuous-rate model; for one with discrete levels the nearest level, with a warning
+    when that differs (the container records the level actually coded)."""
+    network.quality_tensor(quality)  # range check
+    if network.continuous_quality or quality == round(quality):
+        return quality
+    level = float(round(quality))
+    warnings.warn(f"this model has discrete rate levels 0..{network.max_quality:g}: quality {quality:g} coded as "
+                  f"level {level:g}", stacklevel=3)
+    return level
+
+
 def encode_image(
     image: Image.Image | LoadedImage,
     model: str = DEFAULT_MODEL,
@@ -31,7 +45,7 @@ def encode_image(
     """Compress an image into a container (see codec.bitstream)."""
     loaded = image if isinstance(image, LoadedImage) else from_pil(image)
     network, card = prepared_model(model, fast)
-    quality = card.default_quality if quality is None else float(quality)
+    quality = usable_quality(network, card.default_quality if quality is None else float(quality))
     height, width = loaded.pixels.shape[-2:]
     streams = network.compress(loaded.pixels, quality)
     return bitstream.write(

@@ -150,8 +150,11 @@ class _Reader:
 
 def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
     """Parse and verify a container; raise `CodecError` with a one-line reason for anything wrong."""
+    if len(data) == 0:
+        raise CodecError("empty file: not a codec bitstream")
     if len(data) < len(MAGIC) or bytes(data[:4]) != MAGIC:
-        raise CodecError("not a codec bitstream (bad magic); was it made by `codec encode`?")
+        raise CodecError("not a codec bitstream (bad magic): images come from `codec encode`, features from "
+                         "`DeviceEncoder` / `codec infer`")
     if len(data) < len(MAGIC) + 1 + _CRC_SIZE:
         raise CodecError("truncated bitstream")
     reader = _Reader(data)

@@ -14,6 +14,25 @@ from codec import bitstream
 from codec.errors import CodecError
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+DEFAULT_IMAGE_MODEL = "ms-hyperprior"
+
+
+def _model_names(kind: str) -> list[str]:
+    """Shipped models of one kind, from their cards (no torch import)."""
+    from codec.zoo import model_cards
+
+    try:
+        return [card.name for card in model_cards().values() if card.kind == kind]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _image_model_names() -> list[str]:
+    return _model_names("image") or ["none shipped"]
+
+
+def _feature_model_names() -> list[str]:
+    return _model_names("feature") or ["none shipped"]
 
 
 def _encode(args: argparse.Namespace) -> None:
@@ -42,12 +61,13 @@ def _encode(args: argparse.Namespace) -> None:
 
 def _decode(args: argparse.Namespace) -> None:
     from codec.api import decode_image
-    from codec.imageio import check_output, image_bytes, write_atomically
+    from codec.imageio import check_output, image_bytes, output_format, write_atomically
 
     check_output(args.output, args.force, inputs=(args.input,))
+    image_format = output_format(args.output, args.format)  # before any work: an unknown format fails first
     started = time.perf_counter()
     image = decode_image(_read(args.input), max_pixels=args.max_pixels)
-    write_atomically(args.output, image_bytes(image, args.output))
+    write_atomically(args.output, image_bytes(image, args.output, image_format))
     print(f"{args.output}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s")
 
 
@@ -143,9 +163,23 @@ def _serve(args: argparse.Namespace) -> None:
     if args.workers < 1 or args.max_bytes < 1 or args.body_timeout <= 0:
         raise CodecError("--workers, --max-bytes and --body-timeout must be positive")
     load_feature_model(args.model)
+    _check_port_free(args.host, args.port)
     print(f"serving {args.model} on http://{args.host}:{args.port} ({args.workers} worker(s)); Ctrl-C stops",
           flush=True)
     serve(args.model, args.host, args.port, args.workers, args.max_bytes, args.body_timeout, args.threads)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before announcing anything when the address cannot be bound."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        raise CodecError(f"cannot listen on {host}:{port} ({error.strerror or error}); is another server using it?") \
+            from None
 
 
 def _infer(args: argparse.Namespace) -> None:
@@ -230,11 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="largest image accepted (default %(default)s)")
 
     encode = commands.add_parser("encode", help="compress an image")
-    encode.add_argument("input", type=Path)
-    encode.add_argument("-o", "--output", type=Path, required=True)
-    encode.add_argument("--model", default="ms-hyperprior")
+    encode.add_argument("input", type=Path, help="image to compress (any format Pillow reads)")
+    encode.add_argument("-o", "--output", type=Path, required=True, help="container file to write")
+    encode.add_argument("--model", default=DEFAULT_IMAGE_MODEL,
+                        help=f"image model, one of: {', '.join(_image_model_names())} (default %(default)s)")
     rate = encode.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=float, default=None, help="rate point, 0 (smallest) .. max of the model")
+    rate.add_argument("--quality", type=float, default=None,
+                      help="rate point, 0 (smallest) .. max of the model (`codec models`); continuous for "
+                           "gain-unit models, rounded to a level (with a warning) for models with discrete levels")
     rate.add_argument("--target-bpp", type=float, help="best quality whose size is at most this many bits per pixel")
     rate.add_argument("--target-psnr", type=float, help="smallest file whose PSNR reaches this many dB")
     encode.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -242,15 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     encode.set_defaults(run=_encode)
 
     decode = commands.add_parser("decode", help="decompress a .bin file to an image")
-    decode.add_argument("input", type=Path)
-    decode.add_argument("-o", "--output", type=Path, required=True)
+    decode.add_argument("input", type=Path, help="container made by `codec encode`")
+    decode.add_argument("-o", "--output", type=Path, required=True,
+                        help="image to write; its extension picks the format (.png keeps the decoded pixels exactly)")
+    decode.add_argument("--format", help="image format to write whatever the extension (PNG, BMP, TIFF, PPM; JPEG, "
+                        "WEBP, AVIF re-encode lossily)")
     decode.add_argument("--force", action="store_true", help="overwrite an existing output")
     limit(decode)
     decode.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="print a bitstream's header")
-    info.add_argument("input", type=Path)
-    info.add_argument("--json", action="store_true")
+    info.add_argument("input", type=Path, help="container (image or feature)")
+    info.add_argument("--json", action="store_true", help="print the header as JSON")
     limit(info)
     info.set_defaults(run=_info)
 
@@ -258,26 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=_models)
 
     def rd_options(sub: argparse.ArgumentParser, quality_type: type) -> None:
-        sub.add_argument("dataset", type=Path)
-        sub.add_argument("--qualities", type=quality_type, nargs="+")
-        sub.add_argument("--per-image", action="store_true")
-        sub.add_argument("-o", "--output", type=Path)
-        sub.add_argument("--force", action="store_true")
+        sub.add_argument("dataset", type=Path, help="folder of images")
+        sub.add_argument("--qualities", type=quality_type, nargs="+", help="rate points (default: all levels)")
+        sub.add_argument("--per-image", action="store_true", help="also record every image's figures")
+        sub.add_argument("-o", "--output", type=Path, help="write the results as CompressAI-format JSON")
+        sub.add_argument("--force", action="store_true", help="overwrite an existing output")
 
     evaluation = commands.add_parser("eval", help="rate-distortion of a shipped model over a folder of images")
-    evaluation.add_argument("--model", default="ms-hyperprior")
+    evaluation.add_argument("--model", default=DEFAULT_IMAGE_MODEL,
+                            help=f"image model, one of: {', '.join(_image_model_names())} (default %(default)s)")
     rd_options(evaluation, float)
     evaluation.set_defaults(run=_eval)
 
     bench = commands.add_parser("bench", help="rate-distortion of a classic codec (Pillow) over a folder")
-    bench.add_argument("codec", choices=("jpeg", "webp", "avif"))
+    bench.add_argument("codec", choices=("jpeg", "webp", "avif"), help="Pillow codec to measure")
     rd_options(bench, int)
     bench.set_defaults(run=_bench)
 
     server = commands.add_parser("serve", help="HTTP inference server for a split-computing model")
-    server.add_argument("--model", required=True)
-    server.add_argument("--host", default="127.0.0.1")
-    server.add_argument("--port", type=int, default=8000)
+    server.add_argument("--model", required=True, help=f"split-computing model: {', '.join(_feature_model_names())}")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    server.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
     server.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (model loaded once each)")
     server.add_argument("--max-bytes", type=int, default=1 << 20, help="largest request body accepted")
     server.add_argument("--body-timeout", type=float, default=10.0, help="seconds allowed to receive a body")
@@ -285,17 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(run=_serve)
 
     infer = commands.add_parser("infer", help="device side: encode images, send them to a server, print classes")
-    infer.add_argument("images", type=Path, nargs="+")
+    infer.add_argument("images", type=Path, nargs="+",
+                       help="images to classify (resized to the model's input size, with a warning)")
     infer.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
     infer.add_argument("--model", help="feature model (default: the one the server runs)")
     infer.add_argument("-k", type=int, default=3, help="classes to show")
-    infer.add_argument("--timeout", type=float, default=30.0)
+    infer.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default %(default)s)")
     infer.set_defaults(run=_infer)
 
     demo = commands.add_parser("demo", help="encode + decode a sample photo, print bpp / PSNR / time")
-    demo.add_argument("--image", type=Path, default=SAMPLE_IMAGE)
-    demo.add_argument("--model", default="ms-hyperprior")
-    demo.add_argument("--quality", type=float, default=None)
+    demo.add_argument("--image", type=Path, default=SAMPLE_IMAGE, help="picture to code (default: Kodak kodim23)")
+    demo.add_argument("--model", default=DEFAULT_IMAGE_MODEL,
+                      help=f"image model, one of: {', '.join(_image_model_names())} (default %(default)s)")
+    demo.add_argument("--quality", type=float, default=None, help="rate point (default: the model's default)")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -316,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `codec info x.bin | head -1`: the reader left; say nothing, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+        return 141
     except Exception as error:  # never a traceback for users; CODEC_DEBUG=1 shows it
         if os.environ.get("CODEC_DEBUG"):
             raise

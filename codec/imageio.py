@@ -107,10 +107,10 @@ def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None
     for source in inputs:
         if path.exists() and source.exists() and path.resolve() == source.resolve():
             raise CodecError(f"{path}: output would overwrite the input")
+    if path.is_dir():
+        raise CodecError(f"{path} is a directory; give a file name")
     if path.exists() and not force:
         raise CodecError(f"{path} exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise CodecError(f"{path} is a directory")
     if not path.parent.resolve().is_dir():
         raise CodecError(f"{path.parent}: no such directory")
 
@@ -130,13 +130,33 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def image_bytes(image: Image.Image, path: Path) -> bytes:
-    """Encode a Pillow image in the format its file name asks for (PNG when unknown)."""
+LOSSLESS_FORMATS = ("PNG", "BMP", "TIFF", "PPM")
+LOSSY_FORMATS = ("JPEG", "WEBP", "AVIF")
+
+
+def output_format(path: Path, requested: str | None = None) -> str:
+    """The Pillow format to write: `requested` (e.g. from --format), else the one the extension names; an unknown or
+    missing extension is refused (no silent PNG), and a lossy format warns that it re-encodes the decoded pixels."""
+    if requested:
+        image_format = requested.upper()
+    else:
+        image_format = Image.registered_extensions().get(path.suffix.lower(), "")
+        if image_format not in LOSSLESS_FORMATS + LOSSY_FORMATS:
+            raise CodecError(f"{path}: cannot tell the image format from {path.suffix or 'no extension'!r}; use .png "
+                             "(lossless) or pass --format")
+    if image_format not in LOSSLESS_FORMATS + LOSSY_FORMATS:
+        raise CodecError(f"unknown output format {requested!r}; one of {', '.join(LOSSLESS_FORMATS + LOSSY_FORMATS)}")
+    if image_format in LOSSY_FORMATS:
+        warnings.warn(f"{path}: writing {image_format} re-encodes the decoded image lossily (lower quality than "
+                      "decoded); use .png to keep the decoded pixels exactly", stacklevel=2)
+    return image_format
+
+
+def image_bytes(image: Image.Image, path: Path, image_format: str | None = None) -> bytes:
+    """Encode a Pillow image in `image_format` (default: the one `output_format` picks for `path`)."""
     import io
 
-    extension = path.suffix.lower()
-    formats = Image.registered_extensions()
-    image_format = formats.get(extension, "PNG")
+    image_format = image_format or output_format(path)
     buffer = io.BytesIO()
     try:
         image.save(buffer, format=image_format)

@@ -70,7 +70,7 @@ def test_output_never_overwrites_input(picture, capsys):
 
 @pytest.mark.parametrize(
     "data, message",
-    [(b"", "bad magic"), (b"garbage" * 20, "bad magic"), (b"LCDC\x01\x01", "truncated")],
+    [(b"", "empty file"), (b"garbage" * 20, "bad magic"), (b"LCDC\x01\x01", "truncated")],
 )
 def test_bad_bitstreams_give_one_line_errors_and_no_output(tmp_path, capsys, data, message):
     bad, out = tmp_path / "bad.bin", tmp_path / "out.png"
@@ -178,3 +178,93 @@ def test_target_bpp_and_psnr_are_met_by_bisection(picture, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "met at quality" in out
     assert (tmp_path / "t.bin").stat().st_size * 8 / pixels <= low * 1.5
+
+
+def test_discrete_levels_round_with_a_warning_and_record_the_level(picture, tmp_path, capsys):
+    from codec.zoo import model_cards
+
+    if "mgm" not in model_cards():
+        pytest.skip("no shipped mgm model")
+    out = tmp_path / "m.bin"
+    assert _run("encode", picture, "-o", out, "--model", "mgm", "--quality", "1.4") == 0
+    assert "quality 1.4 coded as level 1" in capsys.readouterr().err
+    assert _run("info", out, "--json") == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["quality"] == 1.0
+
+
+def test_target_bpp_on_a_discrete_model_picks_a_level(picture, tmp_path, capsys):
+    from codec.imageio import load_image
+    from codec.ratecontrol import encode_to_target
+    from codec.zoo import model_cards
+
+    if "mgm" not in model_cards():
+        pytest.skip("no shipped mgm model")
+    loaded = load_image(picture, 10**6)
+    sizes = [encode_to_target(loaded, "mgm", target_bpp=1e-9).bpp]  # nothing fits: the smallest level
+    result = encode_to_target(loaded, "mgm", target_bpp=100.0)  # everything fits: the top level
+    assert result.met and result.quality == 3.0 and sizes[0] < result.bpp
+
+
+@pytest.mark.parametrize("target", ["--target-bpp=-1", "--target-bpp=0", "--target-psnr=-3"])
+def test_out_of_range_targets_are_refused(picture, tmp_path, capsys, target):
+    assert _run("encode", picture, "-o", tmp_path / "t.bin", target) == 1
+    assert "must be" in capsys.readouterr().err and not (tmp_path / "t.bin").exists()
+
+
+def test_decode_format_lossy_warns_unknown_is_refused(picture, tmp_path, capsys):
+    coded = tmp_path / "x.bin"
+    _run("encode", picture, "-o", coded)
+    capsys.readouterr()
+    assert _run("decode", coded, "-o", tmp_path / "x.jpg") == 0
+    assert "re-encodes the decoded image lossily" in capsys.readouterr().err
+    assert _run("decode", coded, "-o", tmp_path / "x.unknown") == 1
+    assert "cannot tell the image format" in capsys.readouterr().err and not (tmp_path / "x.unknown").exists()
+    assert _run("decode", coded, "-o", tmp_path / "noext", "--format", "png") == 0
+    assert Image.open(tmp_path / "noext").format == "PNG"
+
+
+def test_output_that_is_a_directory_is_named_as_such(picture, tmp_path, capsys):
+    assert _run("encode", picture, "-o", tmp_path) == 1
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_closed_pipe_is_silent(picture, tmp_path):
+    coded = tmp_path / "x.bin"
+    _run("encode", picture, "-o", coded)
+    result = subprocess.run(f"{sys.executable} -m codec info {coded} | head -1", shell=True, capture_output=True,
+                            text=True)
+    assert result.stdout.count("\n") == 1 and result.stderr == ""
+
+
+def test_help_describes_every_argument():
+    from codec.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command")
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"codec {name} {action.dest}: no help text"
+
+
+def test_serve_on_a_busy_port_fails_before_announcing(feature_model_name):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "codec", "serve", "--model", feature_model_name, "--port",
+                                 str(port)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1" in result.stderr and "serving" not in result.stdout
+
+
+def test_feature_inputs_warn_when_resized_or_losing_alpha():
+    from codec.split.runtime import image_batch
+
+    with pytest.warns(UserWarning, match="resizing a 40x40 image"):
+        assert image_batch(Image.new("RGB", (40, 40)), 32).shape == (1, 3, 32, 32)
+    with pytest.warns(UserWarning, match="transparent alpha"):
+        image_batch(Image.new("RGBA", (32, 32), (1, 2, 3, 100)), 32)

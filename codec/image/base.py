@@ -35,6 +35,7 @@ class VariableRateImageModel(FrozenTables, nn.Module):
     """
 
     stride: int = 64  # total downsampling of the deepest latent: inputs are padded to a multiple of it
+    continuous_quality: bool = True  # gain units interpolate between levels; False: only whole levels exist
     tile_threshold: int = 1536 * 1536  # images with more (padded) pixels run g_a / g_s tile by tile
     analysis_tile: int = 1024  # tile side in pixels (a multiple of 16)
     tile_halo: int = 8  # context around each tile, in latent units (16 pixels each)

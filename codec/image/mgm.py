@@ -358,6 +358,8 @@ class MultiCodebookModel(VariableRateImageModel):
         return torch.zeros((), device=self.coarse_counts.device)
 
     # --- inference --------------------------------------------------------------------------------------------
+    continuous_quality = False
+
     def level(self, quality: float) -> int:
         """Rate levels are discrete: a fractional quality is rounded to the nearest level."""
         self.quality_tensor(quality)

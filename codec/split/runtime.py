@@ -7,6 +7,8 @@ The header carries the model name and weights digest, so a server refuses bytes 
 """
 from __future__ import annotations
 
+import warnings
+
 import time
 from dataclasses import dataclass
 
@@ -40,8 +42,13 @@ def image_batch(images: Image.Image | np.ndarray | list, size: int) -> torch.Ten
         for image in images:
             if not isinstance(image, Image.Image):
                 raise CodecError("expected PIL images or a uint8 array")
+            if "A" in image.getbands() and image.getextrema()[image.getbands().index("A")][0] < 255:
+                warnings.warn(f"dropping a transparent alpha channel: the model sees the {image.mode} image as RGB",
+                              stacklevel=3)
             image = image.convert("RGB")
             if image.size != (size, size):
+                warnings.warn(f"resizing a {image.width}x{image.height} image to the model's {size}x{size} input",
+                              stacklevel=3)
                 image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
             arrays.append(np.asarray(image))
         images = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)

@@ -92,7 +92,8 @@ def create_app(model: str, max_bytes: int = DEFAULT_MAX_BYTES, body_timeout: flo
         except RequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
         except CodecError as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
+            return JSONResponse({"error": str(error).replace(
+                "images come from `codec encode`, features", "send a feature container: it comes")}, status_code=400)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "model": decoder.card.name, "input_size": decoder.model.input_size,
