@@ -10,6 +10,7 @@ and the real y latents of Kodak images under a shipped model (skipped when the d
 from __future__ import annotations
 
 import argparse
+from typing import Iterator
 import sys
 import warnings
 from pathlib import Path
@@ -33,26 +34,33 @@ def synthetic_workload(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return symbols, indices, build_gaussian_tables(scales)
 
 
-def kodak_workload(model_name: str, images: int) -> tuple[np.ndarray, np.ndarray, TableSet] | None:
+def hyperprior_latents(model_name: str, images: int) -> Iterator[tuple[object, "torch.Tensor", "torch.Tensor"]]:
+    """(model, y, z_hat) of the first `images` Kodak images at the model's default quality, as its encoder makes
+    them (z rounded around the factorized prior's medians)."""
     import torch
 
     from codec.imageio import load_image
     from codec.zoo import load_model
     from photos import kodak_photos
 
-    paths = kodak_photos()[:images]
-    if not paths:
-        return None
     model, card = load_model(model_name)
-    all_symbols, all_indices = [], []
+    medians = model.table_tensors["z_medians"].view(1, -1, 1, 1)
     with torch.no_grad():
-        for path in paths:
+        for path in kodak_photos()[:images]:
             x = load_image(path, 1 << 26).pixels
             gain, _ = model.gains(model.quality_tensor(card.default_quality))
             y = model.analysis(model.pad(x)) * gain
             z = model.h_a(model._hyper_input(y))
-            z_symbols = torch.round(z - model.table_tensors["z_medians"].view(1, -1, 1, 1))
-            indices, means = model.entropy_parameters(model._z_hat(z_symbols.long().numpy()))
+            yield model, y, torch.round(z - medians) + medians
+
+
+def kodak_workload(model_name: str, images: int) -> tuple[np.ndarray, np.ndarray, TableSet]:
+    import torch
+
+    all_symbols, all_indices = [], []
+    with torch.no_grad():
+        for model, y, z_hat in hyperprior_latents(model_name, images):
+            indices, means = model.entropy_parameters(z_hat)
             all_symbols.append(torch.round(y.double() - means).long().numpy().ravel())
             all_indices.append(indices.numpy().ravel())
     return np.concatenate(all_symbols), np.concatenate(all_indices), model.tables["y"]
@@ -65,21 +73,13 @@ def boundary_report(model_name: str, images: int) -> None:
     import torch
 
     from codec.entropy.gaussian import scale_indices
-    from codec.imageio import load_image
-    from codec.zoo import load_model
-    from photos import kodak_photos
 
-    model, card = load_model(model_name)
-    table = model.table_tensors["scale_table"].double()
-    log_bounds = torch.log(table)
     near = {1e-6: 0, 1e-4: 0, 1e-2: 0}
     differ = total = clamped = 0
     with torch.no_grad():
-        for path in kodak_photos()[:images]:
-            x = load_image(path, 1 << 26).pixels
-            gain, _ = model.gains(model.quality_tensor(card.default_quality))
-            z = model.h_a(model._hyper_input(model.analysis(model.pad(x)) * gain))
-            z_hat = model._z_hat(torch.round(z - model.table_tensors["z_medians"].view(1, -1, 1, 1)).long().numpy())
+        for model, _, z_hat in hyperprior_latents(model_name, images):
+            table = model.table_tensors["scale_table"].double()
+            log_bounds = torch.log(table)
             exact_scales, _ = model._split_parameters(model._exact_h_s(z_hat))
             float_scales, _ = model._split_parameters(model.h_s(z_hat).double())
             inside = exact_scales[(exact_scales > table[0]) & (exact_scales < table[-1])].log()
@@ -138,12 +138,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     run("synthetic Gaussian symbols", *synthetic_workload(args.symbols), repeats=args.repeats)
-    try:
+    from photos import kodak_photos
+
+    if not kodak_photos():
+        print("\n(skipping Kodak latents: no Kodak images in ../shared/data/kodak)")
+    elif args.kodak_images > 0:
         workload = kodak_workload(args.model, args.kodak_images)
-    except Exception as error:  # model not shipped yet, data missing
-        print(f"\n(skipping Kodak latents: {error})")
-        workload = None
-    if workload is not None:
         run(f"{args.model} y latents of {args.kodak_images} Kodak images", *workload, repeats=args.repeats)
         boundary_report(args.model, args.kodak_images)
 

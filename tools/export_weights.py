@@ -117,17 +117,21 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--default-quality", type=float, default=3.0)
+    parser.add_argument("--home", type=Path, default=PROJECT_ROOT,
+                        help="write HOME/weights/NAME.safetensors and HOME/models/NAME.toml (default: this checkout)")
     args = parser.parse_args()
+    models_dir = args.home / "models"
+    (args.home / "weights").mkdir(parents=True, exist_ok=True)
 
     family, model_config, config = run_config(args.run)
     model, step = model_from_run(args.run)
     state = torch.load(args.run / "checkpoint.pt", weights_only=True, map_location="cpu")
     run_args = config["args"]
-    init = run_init_record(args.run, Path(run_args["init"]) if run_args.get("init") else None)  # before any overwrite
+    init = run_init_record(args.run, Path(run_args["init"]) if run_args.get("init") else None, models_dir)  # before any overwrite
     weights_file = f"{args.name}.safetensors"
-    sha256 = save_weights(model, PROJECT_ROOT / "weights" / weights_file)
+    sha256 = save_weights(model, args.home / "weights" / weights_file)
     variant = f"{family}-residual" if model_config.get("residual") else family
-    card = read_card(args.name)
+    card = read_card(args.name, models_dir)
     card.update({
         "name": args.name,
         "family": family,
@@ -159,7 +163,7 @@ def main() -> None:
     })
     if init:  # the weights "--init" pointed at, and how they were trained
         card["training"]["init"] = init
-    print(f"wrote {write_card(args.name, card)} and weights/{weights_file} (sha256 {sha256[:16]}...)")
+    print(f"wrote {write_card(args.name, card, models_dir)} and weights/{weights_file} (sha256 {sha256[:16]}...)")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,10 @@ def main() -> None:
     ours = curves["run"]
     for name in args.against:
         theirs = curves[name]
-        report["bd_rate_psnr"][name] = round(bd_rate(theirs["bpp"], theirs["psnr"], ours["bpp"], ours["psnr"]), 2)
+        try:
+            report["bd_rate_psnr"][name] = round(bd_rate(theirs["bpp"], theirs["psnr"], ours["bpp"], ours["psnr"]), 2)
+        except ValueError as error:  # e.g. an untrained run whose PSNR range does not reach the other's
+            print(f"no BD-rate against {name}: {error}")
     for name, curve in curves.items():
         points = ", ".join(f"{b:.3f}/{p:.2f}" for b, p in zip(curve["bpp"], curve["psnr"]))
         print(f"{name:>22}: bpp/PSNR {points}")
