@@ -77,6 +77,13 @@ def test_validate_ledger_and_export_a_run(tiny_run, tmp_path):
     assert card["training"]["lr_schedule"] == [[0, 1e-4]]
     assert "channel groups" in card["architecture"]["description"]
 
+    for session in (1, 2):  # one ledger line per session, appended
+        ledger = _tool(TOOLS / "ledger.py", "--card", "tiny-ctx", "--validation", report_path, "--models-dir",
+                       home / "models")
+        assert ledger.returncode == 0, ledger.stderr[-2000:]
+    lines = tomllib.loads((home / "models" / "tiny-ctx.toml").read_text())["ledger"]
+    assert len(lines) == 2 and lines[0]["global_step"] == 3 and lines[0]["cpu_hours"] >= 0
+
     # the exported weights load through the zoo (sha256 on the card) and code an image
     script = ("import torch\n"
               "from codec.zoo import load_model\n"

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from model_card import read_card, write_card  # noqa: E402
+from model_card import MODELS_DIR, read_card, write_card  # noqa: E402
 
 
 def ledger_entry(report: dict, cpu_hours: float, shipped: bool) -> dict:
@@ -38,13 +38,14 @@ def main() -> None:
     parser.add_argument("--card", required=True, help="model card name (models/NAME.toml)")
     parser.add_argument("--validation", type=Path, required=True, help="JSON written by tools/validate_image.py")
     parser.add_argument("--shipped", action="store_true", help="the validated weights were exported this session")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where the cards are (default models/)")
     args = parser.parse_args()
     report = json.loads(args.validation.read_text())
     state = torch.load(Path(report["run"]) / "checkpoint.pt", weights_only=True, map_location="cpu")
-    card = read_card(args.card)
+    card = read_card(args.card, args.models_dir)
     entry = ledger_entry(report, float(state.get("cpu_seconds", 0.0)) / 3600, args.shipped)
     card["ledger"] = [*card.get("ledger", []), entry]
-    write_card(args.card, card)
+    write_card(args.card, card, args.models_dir)
     print(json.dumps(entry))
 
 
