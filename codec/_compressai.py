@@ -23,9 +23,19 @@ class LazyPackage(types.ModuleType):
     def __getattr__(self, name: str) -> object:
         if name.startswith("__") or self.__dict__.get("_initialised"):
             raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+        if importlib.util.find_spec(f"{self.__name__}.{name}") is not None:  # `from package import submodule`
+            return importlib.import_module(f"{self.__name__}.{name}")
         self.__dict__["_initialised"] = True
         self.__spec__.loader.exec_module(self)
         return getattr(self, name)
+
+
+# compressai's entropy models ask the package, when they are built, which of its own coders to proxy; the codec codes
+# with constriction and never uses that coder. The lazy package answers those two lookups ("ans", compressai's
+# default) instead of running its __init__ for them; once anything else runs that __init__, its own functions
+# replace these.
+COMPRESSAI_CODER = "ans"
+CODER_LOOKUPS = {"get_entropy_coder": lambda: COMPRESSAI_CODER, "available_entropy_coders": lambda: [COMPRESSAI_CODER]}
 
 
 def install() -> None:
@@ -39,6 +49,8 @@ def install() -> None:
         module.__spec__, module.__loader__, module.__file__ = spec, spec.loader, spec.origin
         module.__path__ = list(spec.submodule_search_locations or [])
         module.__package__ = name
+        if name == "compressai":
+            module.__dict__.update(CODER_LOOKUPS)
         sys.modules[name] = module
         parent, _, child = name.rpartition(".")
         if parent:
@@ -53,4 +65,14 @@ with warnings.catch_warnings():  # compressai's modules call torch.jit.script, d
     from compressai.layers.layers import ResidualBlock  # noqa: E402
     from compressai.models.utils import conv, deconv  # noqa: E402
 
-__all__ = ["GDN", "EntropyBottleneck", "GaussianConditional", "ResidualBlock", "conv", "deconv"]
+def entropy_bottleneck(channels: int) -> EntropyBottleneck:
+    """CompressAI's factorized prior (training-time likelihoods and the quantiles the codec's tables come from)."""
+    return EntropyBottleneck(channels, entropy_coder=COMPRESSAI_CODER)
+
+
+def gaussian_conditional() -> GaussianConditional:
+    """CompressAI's Gaussian conditional (training-time likelihoods; coding uses codec.entropy.gaussian)."""
+    return GaussianConditional(None, entropy_coder=COMPRESSAI_CODER)
+
+
+__all__ = ["GDN", "EntropyBottleneck", "GaussianConditional", "ResidualBlock", "conv", "deconv", "entropy_bottleneck", "gaussian_conditional"]

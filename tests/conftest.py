@@ -49,6 +49,16 @@ def shipped_model_name() -> str:
     return "ms-hyperprior"
 
 
+@pytest.fixture()
+def private_shipped_model(shipped_model_name):
+    """A freshly loaded copy of the shipped image model, for tests that switch its settings (precision, tiling):
+    the zoo's cached instance, which other tests share, is never touched."""
+    from codec.zoo import load_model
+
+    model, _ = load_model.__wrapped__(shipped_model_name)
+    return model
+
+
 @pytest.fixture(scope="session")
 def feature_model_name() -> str:
     """A shipped CIFAR-10 split-computing model (32x32 inputs: fast enough for every test)."""

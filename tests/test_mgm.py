@@ -88,12 +88,14 @@ def test_mgm_refuses_wrong_shapes_and_damaged_streams():
     streams = model.compress(image, 1.0)
     with pytest.raises(CodecError, match="shapes"):
         model.decompress(streams, 0.0, 64, 64)  # level 0 has 2 codebooks, the stream 4
-    damaged = LatentStreams([bytes(len(streams.sections[0])), *streams.sections[1:]], streams.shapes)
-    try:
-        decoded = model.decompress(damaged, 1.0, 64, 64)
-    except CodecError:
-        return  # refused
-    assert decoded.shape == (1, 3, 64, 64) and torch.isfinite(decoded).all()  # or in-range indices: an image
+    zeroed = LatentStreams([bytes(len(streams.sections[0])), *streams.sections[1:]], streams.shapes)
+    with pytest.raises(CodecError, match="never ends in a zero word"):  # not a stream ANS can have written
+        model.decompress(zeroed, 1.0, 64, 64)
+    flipped = bytes([streams.sections[0][0] ^ 0xFF]) + streams.sections[0][1:]
+    damaged = LatentStreams([flipped, *streams.sections[1:]], streams.shapes)
+    decoded = model.decompress(damaged, 1.0, 64, 64)  # valid words: other in-range indices, still an image
+    assert decoded.shape == (1, 3, 64, 64) and torch.isfinite(decoded).all()
+    assert not torch.equal(decoded, model.decompress(streams, 1.0, 64, 64))
 
 
 

@@ -116,10 +116,8 @@ def test_entropy_parameters_identical_in_a_separate_process(shipped_model_name):
     assert other.stdout.strip() == here
 
 
-def test_bf16_encoder_and_fp32_decoder_interoperate(shipped_model_name, photo):
-    from codec.zoo import load_model
-
-    model, _ = load_model(shipped_model_name)
+def test_bf16_encoder_and_fp32_decoder_interoperate(private_shipped_model, photo):
+    model = private_shipped_model
     results = {}
     for encode_fast in (False, True):
         model.set_fast_transforms(encode_fast)
@@ -128,30 +126,24 @@ def test_bf16_encoder_and_fp32_decoder_interoperate(shipped_model_name, photo):
             model.set_fast_transforms(decode_fast)
             x_hat = model.decompress(streams, 3.0, 70, 90)
             results[encode_fast, decode_fast] = float(-10 * torch.log10((x_hat - photo).pow(2).mean()))
-    model.set_fast_transforms(False)
     reference = results[False, False]
     for psnr in results.values():
         assert abs(psnr - reference) < 0.5  # a wrong probability table would give noise, tens of dB lower
 
 
 @pytest.mark.parametrize("fast", [False, True])
-def test_pixels_identical_at_any_thread_count(shipped_model_name, photo, fast):
-    from codec.zoo import load_model
-
-    model, _ = load_model(shipped_model_name)
+def test_pixels_identical_at_any_thread_count(private_shipped_model, photo, fast):
+    model = private_shipped_model
     model.set_fast_transforms(fast)
-    try:
-        streams = model.compress(photo, 2.0)
-        decoded = []
-        for count in (1, 2):
-            with threads(count):
-                decoded.append(model.decompress(streams, 2.0, 70, 90))
-        assert torch.equal(decoded[0], decoded[1])
-        with threads(1):
-            again = model.compress(photo, 2.0)
-        assert again.sections == streams.sections
-    finally:
-        model.set_fast_transforms(False)
+    streams = model.compress(photo, 2.0)
+    decoded = []
+    for count in (1, 2):
+        with threads(count):
+            decoded.append(model.decompress(streams, 2.0, 70, 90))
+    assert torch.equal(decoded[0], decoded[1])
+    with threads(1):
+        again = model.compress(photo, 2.0)
+    assert again.sections == streams.sections
 
 
 def test_exact_hyper_synthesis_is_close_to_float(tiny_models):
@@ -164,25 +156,19 @@ def test_exact_hyper_synthesis_is_close_to_float(tiny_models):
     assert np.isfinite(exact.numpy()).all()
 
 
-def test_tiled_coding_matches_untiled(shipped_model_name):
+def test_tiled_coding_matches_untiled(private_shipped_model):
     """Large images run g_a / g_s tile by tile; with the halo the result is the untiled one (no seams)."""
-    from codec.zoo import load_model
-
-    model, _ = load_model(shipped_model_name)
+    model = private_shipped_model
     rows, cols = np.mgrid[0:200, 0:330].astype(np.float32)
     picture = torch.from_numpy(np.stack([0.5 + 0.4 * np.sin(rows / 7 + cols / 13), (rows * cols % 97) / 97,
                                          0.5 + 0.3 * np.cos(cols / 5)]))[None]
-    try:
-        model.tile_threshold = 1 << 40
-        streams = model.compress(picture, 2.0)
-        untiled = model.decompress(streams, 2.0, 200, 330)
-        model.tile_threshold, model.analysis_tile = 0, 128  # force 128-pixel tiles
-        tiled_streams = model.compress(picture, 2.0)
-        tiled = model.decompress(streams, 2.0, 200, 330)
-        assert torch.equal(tiled, model.decompress(streams, 2.0, 200, 330))  # the tiling is deterministic
-    finally:
-        model.tile_threshold = type(model).tile_threshold
-        model.analysis_tile = type(model).analysis_tile
+    model.tile_threshold = 1 << 40
+    streams = model.compress(picture, 2.0)
+    untiled = model.decompress(streams, 2.0, 200, 330)
+    model.tile_threshold, model.analysis_tile = 0, 128  # force 128-pixel tiles
+    tiled_streams = model.compress(picture, 2.0)
+    tiled = model.decompress(streams, 2.0, 200, 330)
+    assert torch.equal(tiled, model.decompress(streams, 2.0, 200, 330))  # the tiling is deterministic
 
     def psnr(x):
         return float(-10 * torch.log10((x - picture).pow(2).mean()))

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import torch
-from codec._compressai import EntropyBottleneck, GaussianConditional
+from codec._compressai import entropy_bottleneck, gaussian_conditional
 
 from codec.errors import CodecError
 from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
@@ -28,7 +28,7 @@ class FactorizedPrior(FactorizedLatent, VariableRateImageModel):
         super().__init__(lambdas, m)
         self.g_a = transforms.analysis_transform(n, m)
         self.g_s = transforms.synthesis_transform(n, m)
-        self.entropy_bottleneck = EntropyBottleneck(m)
+        self.entropy_bottleneck = entropy_bottleneck(m)
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
         gain, inverse_gain = self.gains(quality)
@@ -71,8 +71,8 @@ class ScaleHyperprior(HyperLatent, VariableRateImageModel):
         self.g_a = transforms.analysis_transform(n, m)
         self.g_s = transforms.synthesis_transform(n, m)
         self.h_a, self.h_s = self._hyper_transforms(n, m)
-        self.entropy_bottleneck = EntropyBottleneck(n)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.entropy_bottleneck = entropy_bottleneck(n)
+        self.gaussian_conditional = gaussian_conditional()
 
     def _hyper_transforms(self, n: int, m: int) -> tuple[torch.nn.Module, torch.nn.Module]:
         return transforms.scale_hyper_analysis(n, m), transforms.scale_hyper_synthesis(n, m)

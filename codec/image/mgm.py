@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec._compressai import GaussianConditional, conv
+from codec._compressai import conv, gaussian_conditional
 from codec.entropy.coder import decode_symbols, encode_symbols
 from codec.entropy.factorized import channel_index
 from codec.entropy.gaussian import SCALE_BOUND, build_gaussian_tables, default_scale_table, scale_indices
@@ -261,7 +261,7 @@ class MultiCodebookModel(VariableRateImageModel):
             dims = self.coarse.dims
             self.coarse_probe = nn.ModuleList(nn.Conv2d(g * dims, g * codewords, 1, groups=g) for g in self.groups)
         if residual:
-            self.gaussian_conditional = GaussianConditional(None)  # training-time likelihoods of the residual
+            self.gaussian_conditional = gaussian_conditional()  # training-time likelihoods of the residual
         # index statistics (decayed counts, +1 smoothing at the start): the PMFs the rate term and the tables use
         self.register_buffer("coarse_counts", torch.ones(hyper_groups, hyper_codewords))
         for level, g in enumerate(self.groups):

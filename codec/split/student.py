@@ -22,7 +22,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import torch
-from codec._compressai import GDN, EntropyBottleneck, GaussianConditional, ResidualBlock
+from codec._compressai import GDN, ResidualBlock, entropy_bottleneck, gaussian_conditional
 from torch import nn
 
 from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
@@ -101,11 +101,11 @@ class EntropicStudent(FrozenTables, nn.Module):
                 nn.ConvTranspose2d(hyper_channels, latent, 4, 2, 1), nn.LeakyReLU(inplace=True),
                 nn.Conv2d(latent, 2 * latent, 3, 1, 1),
             )
-            self.entropy_bottleneck = EntropyBottleneck(hyper_channels)
-            self.gaussian_conditional = GaussianConditional(None)
+            self.entropy_bottleneck = entropy_bottleneck(hyper_channels)
+            self.gaussian_conditional = gaussian_conditional()
         else:
             self.table_names = FactorizedLatent.table_names
-            self.entropy_bottleneck = EntropyBottleneck(latent)
+            self.entropy_bottleneck = entropy_bottleneck(latent)
         self.latent_channels = latent
         self.init_tables()
 
