@@ -7,7 +7,8 @@ from PIL import Image
 
 from codec import bitstream
 from codec.errors import CodecError
-from codec.image.base import LatentStreams, VariableRateImageModel
+from codec.entropy.streams import LatentStreams
+from codec.image.base import VariableRateImageModel
 from codec.imageio import LoadedImage, from_pil, to_pil
 from codec.precision import use_bf16
 from codec.zoo import ModelCard, load_model

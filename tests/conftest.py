@@ -1,6 +1,7 @@
 """Shared fixtures: small untrained models (fast) and the shipped model (real weights)."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the data helpers of tools/ (split_data, photos)
 LAMBDAS = (0.0018, 0.0067, 0.025)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from codec.errors import CodecError
-from codec.image.base import LatentStreams
+from codec.entropy.streams import LatentStreams
 from codec.image import mgm
 from codec.image.mgm import MultiCodebookModel, ProductQuantizer
 

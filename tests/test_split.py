@@ -27,7 +27,7 @@ def _images(count: int, seed: int = 0) -> np.ndarray:
 def test_teacher_rebuild_matches_published_accuracy():
     if not (SHARED_DATA / "cifar10-teachers").is_dir():
         pytest.skip("../shared/data/cifar10-teachers is absent")
-    from codec.split.data import cifar_split, teacher_path
+    from split_data import cifar_split, teacher_path
     from codec.split.resnet import load_teacher, normalize
 
     teacher = load_teacher(teacher_path(20), 20)
@@ -40,7 +40,7 @@ def test_teacher_rebuild_matches_published_accuracy():
 
 @pytest.mark.parametrize("prior, stride", [("factorized", 4), ("hyperprior", 4), ("factorized", 8), ("hyperprior", 8)])
 def test_untrained_student_decodes_exactly_what_it_trained_on(prior, stride):
-    from codec.image.base import LatentStreams
+    from codec.entropy.streams import LatentStreams
     from codec.split.student import CifarEntropicStudent
 
     torch.manual_seed(0)

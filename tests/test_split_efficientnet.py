@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("efficientnet_lite_pytorch", reason="the imagenet extra (efficientnet-lite-pytorch) is absent")
 
 from codec.errors import CodecError  # noqa: E402
-from codec.image.base import LatentStreams  # noqa: E402
+from codec.entropy.streams import LatentStreams  # noqa: E402
 from codec.split import efficientnet  # noqa: E402
 from codec.split.student import EfficientNetEntropicStudent  # noqa: E402
 
@@ -59,7 +59,7 @@ def test_saved_state_holds_only_the_bottleneck(student):
 def test_imagenette_unseen_split_is_the_500_teacher_unseen_images():
     if not (SHARED_DATA / "imagenette").is_dir():
         pytest.skip("../shared/data/imagenette is absent")
-    from codec.split.data import imagenette_split
+    from split_data import imagenette_split
 
     images, labels = imagenette_split("unseen")
     assert images.shape == (500, 224, 224, 3) and len(labels) == 500

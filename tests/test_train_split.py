@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec.split.data import CIFAR_DIR
+from split_data import CIFAR_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not CIFAR_DIR.exists(), reason=f"CIFAR-10 data not found at {CIFAR_DIR}")

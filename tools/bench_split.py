@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec import bitstream  # noqa: E402
 from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes  # noqa: E402
 from codec.split import efficientnet  # noqa: E402
-from codec.split.data import IMAGENETTE_DIR, cifar_split, imagenette_split, teacher_path  # noqa: E402
+from split_data import IMAGENETTE_DIR, cifar_split, imagenette_split, teacher_path  # noqa: E402
 from codec.split.resnet import load_teacher, normalize  # noqa: E402
 from codec.split.runtime import DeviceEncoder, ServerDecoder  # noqa: E402
 from codec.split.server import local_server  # noqa: E402

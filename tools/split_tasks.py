@@ -12,7 +12,7 @@ from torchvision.models import MobileNet_V2_Weights
 from torchvision.transforms.v2 import functional as TF
 
 from codec.split import efficientnet
-from codec.split.data import cifar_split, imagenette_split, teacher_path
+from split_data import cifar_split, imagenette_split, teacher_path
 from codec.split.resnet import load_teacher, normalize
 from codec.split.student import CifarEntropicStudent, EfficientNetEntropicStudent, EntropicStudent
 

@@ -1,7 +1,6 @@
 """What every image model shares: padding, gain units, the bf16 transform path and the compress/decompress pair."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
@@ -9,23 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec.entropy.frozen import FrozenTables
+from codec.entropy.streams import LatentStreams
 from codec.errors import CodecError
 from codec.nn.tiling import tiled
 from codec.nn.gain import GainUnits
 from codec.precision import transform_autocast
-
-
-@dataclass
-class LatentStreams:
-    """Entropy-coded sections of one image and the latent shapes they decode to."""
-
-    sections: list[bytes]
-    shapes: list[tuple[int, ...]]
-
-
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """Round in the forward pass, identity gradient in the backward pass."""
-    return x + (torch.round(x) - x).detach()
 
 
 class VariableRateImageModel(FrozenTables, nn.Module):

@@ -16,7 +16,7 @@ import torch
 
 from codec.entropy.context import ChannelCheckerboardContext
 from codec.errors import CodecError
-from codec.image.base import ste_round
+from codec.nn.quantize import ste_round
 from codec.image.hyperprior import MeanScaleHyperprior
 
 

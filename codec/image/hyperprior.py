@@ -16,7 +16,9 @@ from codec.errors import CodecError
 from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
 from codec.entropy.hyper import HyperLatent
 from codec.image import transforms
-from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
+from codec.entropy.streams import LatentStreams
+from codec.image.base import VariableRateImageModel
+from codec.nn.quantize import ste_round
 
 
 class FactorizedPrior(FactorizedLatent, VariableRateImageModel):

@@ -49,7 +49,9 @@ from codec.entropy.gaussian import SCALE_BOUND, build_gaussian_tables, default_s
 from codec.entropy.tables import TableSet
 from codec.errors import CodecError
 from codec.image import transforms
-from codec.image.base import LatentStreams, VariableRateImageModel, ste_round
+from codec.entropy.streams import LatentStreams
+from codec.image.base import VariableRateImageModel
+from codec.nn.quantize import ste_round
 
 LOG2 = float(np.log(2.0))
 DEAD_USAGE = 0.02  # a fine codeword used less than this fraction of its fair share gets re-assigned

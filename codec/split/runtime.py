@@ -18,7 +18,7 @@ from PIL import Image
 
 from codec import bitstream
 from codec.errors import CodecError
-from codec.image.base import LatentStreams
+from codec.entropy.streams import LatentStreams
 from codec.zoo import ModelCard, load_model
 
 MAX_BATCH = 1024  # images per container a server accepts

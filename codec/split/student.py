@@ -29,7 +29,8 @@ from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode
 from codec.entropy.hyper import HyperLatent
 from codec.entropy.frozen import FrozenTables
 from codec.errors import CodecError
-from codec.image.base import LatentStreams, ste_round
+from codec.entropy.streams import LatentStreams
+from codec.nn.quantize import ste_round
 from codec.precision import transform_autocast
 from codec.split import efficientnet
 from codec.split.resnet import CifarResNet, normalize

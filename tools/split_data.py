@@ -1,4 +1,6 @@
-"""CIFAR-10 from ../shared/data/cifar10 (.npz, read in place): decoded uint8 arrays and labels."""
+"""Split-computing data from ../shared/data, read in place: CIFAR-10 (.npz) and its teachers, Imagenette.
+
+Training and benchmark helpers, not part of the package (an installed codec knows nothing of ../shared/data)."""
 from __future__ import annotations
 
 import io
@@ -7,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec.zoo import PROJECT_ROOT
+from photos import SHARED_DATA
 
-CIFAR_DIR = PROJECT_ROOT.parent / "shared" / "data" / "cifar10"
-TEACHER_DIR = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-teachers"
+CIFAR_DIR = SHARED_DATA / "cifar10"
+TEACHER_DIR = SHARED_DATA / "cifar10-teachers"
 
 
 def decode_jpegs(data: np.lib.npyio.NpzFile) -> np.ndarray:
@@ -43,7 +45,7 @@ def teacher_path(depth: int, root: Path = TEACHER_DIR) -> Path:
     return matches[0]
 
 
-IMAGENETTE_DIR = PROJECT_ROOT.parent / "shared" / "data" / "imagenette"
+IMAGENETTE_DIR = SHARED_DATA / "imagenette"
 
 
 def _imagenette_npz(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
