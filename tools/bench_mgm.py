@@ -27,11 +27,11 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.api import decode_image, encode_image, prepared_model  # noqa: E402
+from codec.api import prepared_model  # noqa: E402
 from codec.image.mgm import INDEX_SECTIONS, parent_codes  # noqa: E402
 from codec.imageio import load_image  # noqa: E402
 from photos import kodak_photos  # noqa: E402
-from timing import best_of, cpu_description  # noqa: E402
+from timing import best_of, cpu_description, speed_report  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,29 +78,6 @@ def codebook_report(model, paths: list[Path]) -> dict:
                          "coded_bits_over_fixed_length": coded_bits / fixed_bits,
                          "conditioning_saves": 1 - conditional_bits / marginal_bits}
     return {"fine": levels, "coarse": {"codebooks": coded_coarse, **usage_stats(coarse_counts)}}
-
-
-def speed_report(model_name: str, reference: str, image: Path, repeats: int) -> list[dict]:
-    loaded = load_image(image, 1 << 26)
-    pixels = loaded.pixels.shape[-1] * loaded.pixels.shape[-2]
-    mgm, _ = prepared_model(model_name)
-    ref, _ = prepared_model(reference)
-    reference_points = []
-    for quality in np.arange(0, ref.max_quality + 1e-9, 0.25):
-        reference_points.append((len(encode_image(loaded, reference, float(quality))) * 8 / pixels, float(quality)))
-    rows = []
-    for level in range(int(mgm.max_quality) + 1):
-        encode_s, data = best_of(repeats, lambda: encode_image(loaded, model_name, float(level)), warm_up=True)
-        decode_s, _ = best_of(repeats, lambda: decode_image(data), warm_up=True)
-        bpp = len(data) * 8 / pixels
-        quality = min(reference_points, key=lambda point: abs(point[0] - bpp))[1]
-        ref_encode_s, ref_data = best_of(repeats, lambda: encode_image(loaded, reference, quality), warm_up=True)
-        ref_decode_s, _ = best_of(repeats, lambda: decode_image(ref_data), warm_up=True)
-        rows.append({"level": level, "bpp": bpp, "encode_s": encode_s, "decode_s": decode_s,
-                     "reference_quality": quality, "reference_bpp": len(ref_data) * 8 / pixels,
-                     "reference_encode_s": ref_encode_s, "reference_decode_s": ref_decode_s,
-                     "decode_speedup": ref_decode_s / decode_s, "encode_speedup": ref_encode_s / encode_s})
-    return rows
 
 
 @torch.no_grad()

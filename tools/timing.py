@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from codec.precision import cpuinfo
@@ -29,3 +30,33 @@ def cpu_description() -> str:
         return platform.processor() or "unknown CPU"
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
     return f"{name}, {'AMX' if 'amx_bf16' in info else 'no AMX'}"
+
+
+def speed_report(model_name: str, reference: str, image: Path, repeats: int) -> list[dict]:
+    """Every level of `model_name` on `image` next to `reference` at the quality whose bpp is closest (0.25 steps):
+    encode and decode seconds, best of `repeats`, whole API calls (container included), in one process."""
+    import numpy as np
+
+    from codec.api import decode_image, encode_image, prepared_model
+    from codec.imageio import load_image
+
+    loaded = load_image(image, 1 << 26)
+    pixels = loaded.pixels.shape[-1] * loaded.pixels.shape[-2]
+    model, _ = prepared_model(model_name)
+    ref, _ = prepared_model(reference)
+    reference_points = []
+    for quality in np.arange(0, ref.max_quality + 1e-9, 0.25):
+        reference_points.append((len(encode_image(loaded, reference, float(quality))) * 8 / pixels, float(quality)))
+    rows = []
+    for level in range(int(model.max_quality) + 1):
+        encode_s, data = best_of(repeats, lambda: encode_image(loaded, model_name, float(level)), warm_up=True)
+        decode_s, _ = best_of(repeats, lambda: decode_image(data), warm_up=True)
+        bpp = len(data) * 8 / pixels
+        quality = min(reference_points, key=lambda point: abs(point[0] - bpp))[1]
+        ref_encode_s, ref_data = best_of(repeats, lambda: encode_image(loaded, reference, quality), warm_up=True)
+        ref_decode_s, _ = best_of(repeats, lambda: decode_image(ref_data), warm_up=True)
+        rows.append({"level": level, "bpp": bpp, "encode_s": encode_s, "decode_s": decode_s,
+                     "reference_quality": quality, "reference_bpp": len(ref_data) * 8 / pixels,
+                     "reference_encode_s": ref_encode_s, "reference_decode_s": ref_decode_s,
+                     "decode_speedup": ref_decode_s / decode_s, "encode_speedup": ref_encode_s / encode_s})
+    return rows
