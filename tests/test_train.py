@@ -57,6 +57,19 @@ def test_resume_continues_the_global_step_and_learning_rate(tmp_path, photo_fold
     assert any("validation" in record for record in records)
 
 
+def test_module_lr_scale_gives_a_faster_group_and_is_kept(tmp_path, photo_folder):
+    import torch
+
+    out = tmp_path / "scaled"
+    result = _train(out, photo_folder, 2, [sys.executable], ("--module-lr-scale", "gains=10", "--lr", "1e-4"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["module_lr_scale"] == {"gains": 10.0}
+    assert sorted(group["scale"] for group in state["optimizer"]["param_groups"]) == [1.0, 10.0]
+    bad = _train(tmp_path / "bad", photo_folder, 1, [sys.executable], ("--module-lr-scale", "nothing=3"))
+    assert bad.returncode != 0 and "top-level module" in bad.stderr
+
+
 def test_learning_rate_is_a_function_of_the_global_step():
     sys.path.insert(0, str(ROOT / "tools"))
     from train_image import extend_schedule, learning_rate

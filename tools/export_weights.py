@@ -72,6 +72,9 @@ def optimizer_description(state: dict, run_args: dict) -> str:
     if schedule:
         rates = "; ".join(f"{lr:g} from step {int(start)}" for start, lr in schedule)
         text = f"Adam, lr {rates} (500-step warm-up at the start of the model's life only)"
+        scales = state.get("module_lr_scale") or {}
+        if scales:
+            text += "; " + ", ".join(f"{name} at {factor:g}x that rate" for name, factor in scales.items())
     else:  # runs from before the global schedule: a warm-up and cosine per run
         text = f"Adam, peak lr {run_args['lr']}, 500-step warm-up then cosine to 10 %"
     return text + ", grad clip 1.0; aux Adam 1e-3 on the bottleneck quantiles"

@@ -109,6 +109,25 @@ def extend_schedule(schedule: list[list[float]], step: int, lr: float | None) ->
     return [*schedule, [step, lr]]
 
 
+def parse_module_scales(pairs: list[str], model: torch.nn.Module) -> dict[str, float]:
+    """["context=10", ...] -> {"context": 10.0}; each name must be a top-level module of the model."""
+    scales = {}
+    for pair in pairs:
+        name, _, factor = pair.partition("=")
+        if not isinstance(getattr(model, name, None), torch.nn.Module) or not factor:
+            raise SystemExit(f"--module-lr-scale {pair!r}: expected MODULE=FACTOR with a top-level module of the model")
+        scales[name] = float(factor)
+    return scales
+
+
+def parameter_groups(named: list[tuple[str, torch.nn.Parameter]], scales: dict[str, float]) -> list[dict]:
+    """One optimizer group per distinct learning-rate factor (the model's other parameters: factor 1)."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, parameter in named:
+        groups.setdefault(scales.get(name.split(".")[0], 1.0), []).append(parameter)
+    return [{"params": params, "scale": scale} for scale, params in sorted(groups.items())]
+
+
 class StopRequest:
     """Set by SIGTERM / SIGINT: the loop saves a checkpoint and exits cleanly at the end of its step."""
 
@@ -211,6 +230,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs-dir", type=Path, default=Path.home() / ".cache" / "codec" / "runs",
                         help="where runs live, outside the work tree (default ~/.cache/codec/runs)")
     parser.add_argument("--out", type=Path, help="the run folder itself (default: RUNS_DIR/NAME)")
+    parser.add_argument("--module-lr-scale", nargs="+", default=[], metavar="MODULE=FACTOR",
+                        help="train these top-level modules at FACTOR x the schedule's rate, e.g. context=10 gains=10 "
+                             "(new parts learn fast while pretrained transforms move slowly); fixed for the run")
     parser.add_argument("--init-step", type=int, default=0,
                         help="global step of the --init weights (a run restarted from shipped weights on a machine "
                              "without the run folder continues the card's step; optimizer state restarts)")
@@ -289,16 +311,18 @@ def main() -> None:
     model.set_fast_transforms(bf16)
     trainable = [(name, p) for name, p in model.named_parameters()
                  if not args.train_only or name.split(".")[0] in args.train_only]
-    main_params = [p for name, p in trainable if not name.endswith(".quantiles")]
+    main_named = [(name, p) for name, p in trainable if not name.endswith(".quantiles")]
+    main_params = [p for _, p in main_named]
     aux_params = [p for name, p in trainable if name.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(main_params, lr=args.lr or 1e-4)
+    checkpoint_path = args.out / "checkpoint.pt"
+    state = torch.load(checkpoint_path, weights_only=True, map_location=device) if checkpoint_path.exists() else None
+    lr_scales = state.get("module_lr_scale", {}) if state else parse_module_scales(args.module_lr_scale, model)
+    optimizer = torch.optim.Adam(parameter_groups(main_named, lr_scales), lr=args.lr or 1e-4)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
     step = args.init_step
     schedule: list[list[float]] = []
     cpu_seconds = 0.0
-    checkpoint_path = args.out / "checkpoint.pt"
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=True, map_location=device)
+    if state is not None:
         own = model.state_dict()
         model.load_state_dict({key: value for key, value in state["model"].items() if key in own})
         optimizer.load_state_dict(state["optimizer"])
@@ -350,7 +374,7 @@ def main() -> None:
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step,
-                 "lr_schedule": schedule, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
+                 "lr_schedule": schedule, "module_lr_scale": lr_scales, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
         torch.save(state, args.out / "checkpoint.tmp")
         (args.out / "checkpoint.tmp").replace(checkpoint_path)
 
@@ -362,7 +386,7 @@ def main() -> None:
     last_save = time.time()
     while step < args.steps and not stop.requested:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, schedule)
+            group["lr"] = learning_rate(step, schedule) * group["scale"]
         x = sampler.batch(args.batch).to(device)
         levels = torch.randint(0, len(args.lambdas), (args.batch,), device=device)
         output = forward_model(x, levels.float())
