@@ -66,6 +66,11 @@ NOT_IN_COMMAND = {"threads", "bf16", "device", "checkpoint_every", "checkpoint_m
                   "runs_dir", "out"}
 
 
+def unset_defaults(run_args: dict) -> set[str]:
+    """Arguments left at "not set" sentinels (run until stopped, no global step offset): not part of the recipe."""
+    return {key for key, value in (("steps", 10**9), ("init_step", 0)) if run_args.get(key) == value}
+
+
 def optimizer_description(state: dict, run_args: dict) -> str:
     """The learning-rate schedule the run followed (a function of the global step) and the fixed settings."""
     schedule = state.get("lr_schedule")
@@ -151,7 +156,7 @@ def main() -> None:
         },
         "training": {
             "script": "tools/train_image.py",
-            "command": training_command("tools/train_image.py", run_args, NOT_IN_COMMAND),
+            "command": training_command("tools/train_image.py", run_args, NOT_IN_COMMAND | unset_defaults(run_args)),
             "data": "BSDS500 train+val (300 photos) + Debian photo packages (tools/install_training_photos.sh); "
             "random crops with flips; never Kodak",
             "loss": loss_description(run_args),
