@@ -19,3 +19,16 @@ def test_entry_modules_import_first_in_a_fresh_interpreter():
         if result.returncode:
             failures.append(f"{module}: {result.stderr.strip().splitlines()[-1]}")
     assert not failures, "\n".join(failures)
+
+
+def test_loading_models_through_the_api_emits_no_library_warning():
+    """torch's jit deprecation warnings came from CompressAI's package __init__ (torch_geometric); the codec imports
+    only the parts it uses, so a user's `-W error` run stays clean and torch_geometric is never loaded."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom codec.api import encode_image, decode_image\nfrom codec.zoo import load_model, model_cards\n"
+              "for name in model_cards():\n    load_model(name)\n"
+              "assert 'torch_geometric' not in sys.modules and 'compressai.datasets' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
