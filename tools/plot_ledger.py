@@ -47,6 +47,7 @@ def main() -> None:
         for hour, rate, step in rows:
             axis.annotate(f"{step:,}", (hour, rate), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axis.axhline(0, color="grey", linewidth=0.8)
+    axis.set_xlim(left=0)
     axis.set_xlabel("training CPU hours (cumulative, this model's run)")
     axis.set_ylabel(f"BD-rate PSNR vs {args.anchor} (%), BSDS500 test")
     axis.set_title("Validation after each session (labels: global step)")
