@@ -13,7 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -132,8 +131,8 @@ def main() -> None:
     (args.home / "weights").mkdir(parents=True, exist_ok=True)
 
     family, model_config, config = run_config(args.run)
-    model, step = model_from_run(args.run)
-    state = torch.load(args.run / "checkpoint.pt", weights_only=True, map_location="cpu")
+    model, state = model_from_run(args.run)
+    step = int(state["step"])
     run_args = config["args"]
     init = run_init_record(args.run, Path(run_args["init"]) if run_args.get("init") else None, models_dir)  # before any overwrite
     weights_file = f"{args.name}.safetensors"

@@ -15,8 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model_card import MODELS_DIR, read_card, write_card  # noqa: E402
@@ -41,9 +39,8 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where the cards are (default models/)")
     args = parser.parse_args()
     report = json.loads(args.validation.read_text())
-    state = torch.load(Path(report["run"]) / "checkpoint.pt", weights_only=True, map_location="cpu")
     card = read_card(args.card, args.models_dir)
-    entry = ledger_entry(report, float(state.get("cpu_seconds", 0.0)) / 3600, args.shipped)
+    entry = ledger_entry(report, report["cpu_hours"], args.shipped)
     card["ledger"] = [*card.get("ledger", []), entry]
     write_card(args.card, card, args.models_dir)
     print(json.dumps(entry))

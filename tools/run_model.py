@@ -20,8 +20,8 @@ def run_config(run: Path) -> tuple[str, dict, dict]:
     return config["family"], {key: value for key, value in config.items() if key not in RUN_RECORDS}, config
 
 
-def model_from_run(run: Path) -> tuple[torch.nn.Module, int]:
-    """(the run's latest checkpoint as an eval-mode model with frozen tables, its global step)."""
+def model_from_run(run: Path) -> tuple[torch.nn.Module, dict]:
+    """(the run's latest checkpoint as an eval-mode model with frozen tables, the checkpoint: step, schedule, ...)."""
     family, model_config, _ = run_config(run)
     model = create_model(family, **model_config)
     state = torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")
@@ -29,4 +29,4 @@ def model_from_run(run: Path) -> tuple[torch.nn.Module, int]:
     model.load_state_dict({key: value for key, value in state["model"].items() if key in own})  # drops training-only buffers
     model.eval()
     model.update()
-    return model, int(state["step"])
+    return model, state

@@ -65,11 +65,13 @@ def main() -> None:
     if not paths:
         raise SystemExit("no BSDS500 test photos found (../shared/data/bsds500/test)")
     images = [load_photo(path) for path in paths]
-    candidate, step = model_from_run(args.run)
+    candidate, state = model_from_run(args.run)
+    step = int(state["step"])
     curves = {"run": rd_curve(candidate, images, "run")}
     for name in args.against:
         curves[name] = rd_curve(load_model(name)[0], images, name)
-    report = {"run": str(args.run), "step": step, "images": len(images), "curves": curves, "bd_rate_psnr": {}}
+    report = {"run": str(args.run), "step": step, "cpu_hours": float(state.get("cpu_seconds", 0.0)) / 3600,
+              "images": len(images), "curves": curves, "bd_rate_psnr": {}}
     ours = curves["run"]
     for name in args.against:
         theirs = curves[name]

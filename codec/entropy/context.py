@@ -92,7 +92,7 @@ class ChannelCheckerboardContext(nn.Module):
         `quantize(y, means)` gives y_hat (e.g. straight-through rounding of y - means, plus means)."""
         anchors = anchor_mask(*y.shape[-2:], device=y.device)
         out_scales, out_means, out_hat = [], [], []
-        for k, (group, part) in enumerate(zip(self.group_parameters, self.slices)):
+        for group, part in zip(self.group_parameters, self.slices):
             hyper = torch.cat([scales[:, part], means[:, part]], 1)
             hidden = group.from_hyper(hyper)
             if group.from_previous is not None:
@@ -126,7 +126,7 @@ class ChannelCheckerboardContext(nn.Module):
         scales, means = scales.double(), means.double()
         anchors = anchor_mask(*scales.shape[-2:], device=scales.device)
         y_hat = torch.zeros_like(means)
-        for k, (exact, part) in enumerate(zip(self._exact, self.slices)):
+        for exact, part in zip(self._exact, self.slices):
             hyper = torch.cat([scales[:, part], means[:, part]], 1)
             hidden = exact.from_hyper(hyper)
             if exact.from_previous is not None:
@@ -138,9 +138,7 @@ class ChannelCheckerboardContext(nn.Module):
                 mask = (anchors if is_anchor_pass else ~anchors).expand_as(mean_k)
                 indices = scale_indices(scale_k, scale_table)
                 symbols = code(indices[mask].numpy(), mean_k[mask], mask, part)
-                group_hat = y_hat[:, part]
-                group_hat[mask] = torch.from_numpy(symbols).double() + mean_k[mask]
-                y_hat[:, part] = group_hat
+                y_hat[:, part][mask] = torch.from_numpy(symbols).double() + mean_k[mask]  # a view: fills y_hat
         return y_hat
 
     @torch.no_grad()
