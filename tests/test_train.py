@@ -57,6 +57,27 @@ def test_resume_continues_the_global_step_and_learning_rate(tmp_path, photo_fold
     assert any("validation" in record for record in records)
 
 
+def test_resume_can_add_a_rate_level_and_keeps_everything_else(tmp_path, photo_folder):
+    import torch
+
+    out = tmp_path / "levels"
+    assert _train(out, photo_folder, 3, [sys.executable]).returncode == 0
+    before = torch.load(out / "checkpoint.pt", weights_only=True)
+    grown = _train(out, photo_folder, 3, [sys.executable], ("--lambdas", "0.002", "0.02", "0.2"))
+    assert grown.returncode == 0, grown.stderr[-2000:]
+    assert "rate levels [0.002, 0.02] -> [0.002, 0.02, 0.2] from step 3" in grown.stdout
+    after = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert after["lambdas"] == [0.002, 0.02, 0.2] and after["level_changes"] == [[3, [0.002, 0.02, 0.2]]]
+    gains = before["model"]["gains.log_gain"]
+    assert torch.equal(after["model"]["gains.log_gain"][:2], gains)  # the trained levels keep their gains
+    assert torch.allclose(after["model"]["gains.log_gain"][2], gains[1] + (gains[1] - gains[0]))  # one decade on
+    assert torch.equal(after["model"]["g_a.0.weight"], before["model"]["g_a.0.weight"])
+    assert after["optimizer"]["state"]  # the other Adam moments carried on
+    resumed = _train(out, photo_folder, 4, [sys.executable], ("--lambdas", "0.002", "0.02", "0.2"))
+    assert resumed.returncode == 0 and "rate levels" not in resumed.stdout
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+
+
 def test_module_lr_scale_gives_a_faster_group_and_is_kept(tmp_path, photo_folder):
     import torch
 

@@ -162,6 +162,7 @@ def main() -> None:
             "global_step": step,
             "cpu_hours": round(float(state.get("cpu_seconds", 0.0)) / 3600, 3),
             "lr_schedule": state.get("lr_schedule", []),
+            "level_changes": state.get("level_changes", []),  # [step, lambdas]: rate levels added on resume
             "precision": "bf16 autocast + channels_last for g_a/g_s; entropy models fp32" if config["bf16"] else "fp32",
             "hardware": "2-core CPU (AVX-512 bf16), no GPU",
             **training_summary(args.run),

@@ -122,10 +122,37 @@ def parse_module_scales(pairs: list[str], model: torch.nn.Module) -> dict[str, f
 
 def parameter_groups(named: list[tuple[str, torch.nn.Parameter]], scales: dict[str, float]) -> list[dict]:
     """One optimizer group per distinct learning-rate factor (the model's other parameters: factor 1)."""
-    groups: dict[float, list[torch.nn.Parameter]] = {}
+    groups: dict[float, list[tuple[str, torch.nn.Parameter]]] = {}
     for name, parameter in named:
-        groups.setdefault(scales.get(name.split(".")[0], 1.0), []).append(parameter)
-    return [{"params": params, "scale": scale} for scale, params in sorted(groups.items())]
+        groups.setdefault(scales.get(name.split(".")[0], 1.0), []).append((name, parameter))
+    return [{"params": [p for _, p in pairs], "names": [n for n, _ in pairs], "scale": scale}
+            for scale, pairs in sorted(groups.items())]
+
+
+GAIN_TABLES = ("gains.log_gain", "gains.log_inverse_gain")
+
+
+def change_levels(state: dict, run_lambdas: list[float], lambdas: list[float], optimizer_names: list[str]) -> None:
+    """Resume a run with a different set of rate levels: the gain tables are remapped in log-lambda (as for
+    --init-lambdas) and their Adam moments restart; every other tensor and moment carries on. Recorded in the run."""
+    state["model"] = remap_gain_levels(state["model"], run_lambdas, lambdas)
+    moments = state["optimizer"]["state"]
+    for index, name in enumerate(optimizer_names):
+        if name in GAIN_TABLES:
+            moments.pop(index, None)
+    state["level_changes"] = [*state.get("level_changes", []), [int(state["step"]), list(lambdas)]]
+
+
+def run_lambdas(state: dict, run: Path) -> list[float]:
+    """The rate levels a checkpoint was trained with (runs from before they were stored: the run's config.json)."""
+    if "lambdas" in state:
+        return [float(v) for v in state["lambdas"]]
+    lambdas = [float(v) for v in json.loads((run / "config.json").read_text())["lambdas"]]
+    levels = state["model"][GAIN_TABLES[0]].shape[0] if GAIN_TABLES[0] in state["model"] else len(lambdas)
+    if levels != len(lambdas):
+        raise SystemExit(f"{run}: the checkpoint has {levels} rate levels but config.json lists {len(lambdas)}; "
+                         "put the checkpoint's lambdas back in config.json to resume")
+    return lambdas
 
 
 class StopRequest:
@@ -321,8 +348,17 @@ def main() -> None:
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
     step = args.init_step
     schedule: list[list[float]] = []
+    level_changes: list = []
     cpu_seconds = 0.0
     if state is not None:
+        trained_lambdas = run_lambdas(state, args.out)
+        if trained_lambdas != list(args.lambdas):
+            change_levels(state, trained_lambdas, list(args.lambdas),
+                          [name for group in optimizer.param_groups for name in group["names"]])
+            if rank == 0:
+                print(f"rate levels {trained_lambdas} -> {list(args.lambdas)} from step {state['step']} "
+                      "(gains remapped in log-lambda); recorded in the run", flush=True)
+        level_changes = state.get("level_changes", [])
         own = model.state_dict()
         model.load_state_dict({key: value for key, value in state["model"].items() if key in own})
         optimizer.load_state_dict(state["optimizer"])
@@ -374,7 +410,8 @@ def main() -> None:
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step,
-                 "lr_schedule": schedule, "module_lr_scale": lr_scales, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
+                 "lr_schedule": schedule, "module_lr_scale": lr_scales,
+                 "lambdas": list(args.lambdas), "level_changes": level_changes, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
         torch.save(state, args.out / "checkpoint.tmp")
         (args.out / "checkpoint.tmp").replace(checkpoint_path)
 
