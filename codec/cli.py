@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -351,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = show_warning
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if hasattr(signal, "SIGXFSZ"):  # over a file-size limit: an error message (EFBIG), not a core dump
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         args.run(args)
     except CodecError as error:

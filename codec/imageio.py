@@ -7,6 +7,7 @@ palette, CMYK, YCbCr, bilevel and other modes are converted to RGB with a warnin
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -116,18 +117,62 @@ def check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: a failed run leaves no partial file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.", suffix=".tmp")
+    """Write `data` to `path` whole or not at all; `path` keeps what it had until the new bytes are on disk.
+
+    The bytes go to an unnamed file in the target folder (Linux O_TMPFILE: a process killed even by SIGKILL while
+    writing leaves nothing behind), are flushed to disk, get a temporary name beside `path`, and that name replaces
+    `path` in one rename. A full disk, a file-size limit or a read-only folder is a CodecError naming the path.
+    """
+    folder = path.parent.resolve()
+    try:
+        temporary = _complete_file(folder, path.name, data)
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise CodecError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _complete_file(folder: Path, name: str, data: bytes) -> Path:
+    """A new file in `folder` holding `data`, synced, under a temporary name it gets only once complete (where the
+    file system has no unnamed files: a named temporary file, removed on any error this process sees)."""
+    try:
+        handle = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666)  # the umask applies, as for any new file
+    except (AttributeError, OSError):
+        return _named_temporary_file(folder, name, data)
+    try:
+        with os.fdopen(handle, "wb", closefd=False) as out:
+            out.write(data)
+        os.fsync(handle)
+        temporary = f".{name}.{secrets.token_hex(6)}.tmp"
+        folder_handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:  # a dir_fd makes Python call linkat(AT_SYMLINK_FOLLOW): the unnamed file itself gets the name
+            os.link(f"/proc/self/fd/{handle}", temporary, dst_dir_fd=folder_handle, follow_symlinks=True)
+        except FileNotFoundError:  # no /proc mounted
+            return _named_temporary_file(folder, name, data)
+        finally:
+            os.close(folder_handle)
+    finally:
+        os.close(handle)
+    return folder / temporary
+
+
+def _named_temporary_file(folder: Path, name: str, data: bytes) -> Path:
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return Path(temporary)
 
 
 LOSSLESS_FORMATS = ("PNG", "BMP", "TIFF", "PPM")
