@@ -5,7 +5,8 @@
                                  "decode_ms", "tail_ms"}
     GET  /healthz        -> 200 {"status": "ok", "model", "input_size", "labels"}
 
-Bad payloads get a 4xx with {"error": message}: 400 undecodable, 408 body too slow, 411/413 size, 415 type.
+Bad payloads get a 4xx with {"error": message}: 400 undecodable, 408 body too slow, 411/413 size, 415 type,
+431 headers over 8 KiB or 100 fields.
 Stateless: run several workers (`codec serve --workers N`) behind any load balancer; each loads the model once.
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ from codec.split.runtime import ServerDecoder
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_BODY_TIMEOUT = 10.0
 CONTENT_TYPE = "application/octet-stream"
+MAX_HEADER_BYTES = 8192  # as nginx's default large_client_header_buffers line; no client of ours sends 1 KiB
+MAX_HEADER_FIELDS = 100
 
 
 class RequestError(Exception):
@@ -65,7 +68,24 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
         raise RequestError(408, f"request body not received within {timeout:g} s") from None
 
 
-def create_app(model: str, max_bytes: int = DEFAULT_MAX_BYTES, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> Starlette:
+class HeaderLimits:
+    """ASGI wrapper answering 431 to requests whose headers exceed MAX_HEADER_BYTES or MAX_HEADER_FIELDS (h11 alone
+    lets through whatever arrives in one socket read, up to 256 KiB)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        headers = scope.get("headers", [])
+        if scope["type"] == "http" and (len(headers) > MAX_HEADER_FIELDS
+                                        or sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEADER_BYTES):
+            limits = f"request headers exceed {MAX_HEADER_BYTES} bytes or {MAX_HEADER_FIELDS} fields"
+            await JSONResponse({"error": limits}, status_code=431)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(model: str, max_bytes: int = DEFAULT_MAX_BYTES, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> HeaderLimits:
     """The ASGI app serving one feature model."""
     decoder = ServerDecoder(model)
     inference_lock = threading.Lock()  # torch already uses every core: one inference at a time per worker
@@ -99,10 +119,11 @@ def create_app(model: str, max_bytes: int = DEFAULT_MAX_BYTES, body_timeout: flo
         return JSONResponse({"status": "ok", "model": decoder.card.name, "input_size": decoder.model.input_size,
                              "labels": decoder.card.labels})
 
-    return Starlette(routes=[Route("/v1/infer", infer, methods=["POST"]), Route("/healthz", health, methods=["GET"])])
+    routes = [Route("/v1/infer", infer, methods=["POST"]), Route("/healthz", health, methods=["GET"])]
+    return HeaderLimits(Starlette(routes=routes))
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> HeaderLimits:
     """Factory for uvicorn workers (`codec serve` passes its options through the environment)."""
     return create_app(os.environ["CODEC_SERVE_MODEL"], int(os.environ.get("CODEC_SERVE_MAX_BYTES", DEFAULT_MAX_BYTES)),
                       float(os.environ.get("CODEC_SERVE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)))
