@@ -86,6 +86,17 @@ def feature_container(model: str, weights_digest: bytes, count: int, sections: l
 
 
 def write(container: Container) -> bytes:
+    """The container's bytes; ValueError for anything the parser would refuse (the writer checks by reading back)."""
+    data = serialize(container)
+    try:  # the writer never produces what the parser would refuse (NaN quality, a zero side, a huge latent, ...)
+        parse(data, max_pixels=1 << 64)
+    except CodecError as error:
+        raise ValueError(f"this container could not be read back: {error}") from None
+    return data
+
+
+def serialize(container: Container) -> bytes:
+    """The bytes of a container with only the checks its layout needs (tests use it to craft hostile files)."""
     name = container.model.encode("ascii")
     if not 0 < len(name) <= MAX_NAME_LENGTH:
         raise ValueError(f"model name must be 1..{MAX_NAME_LENGTH} ASCII characters")

@@ -88,9 +88,17 @@ def test_varint_round_trips_at_the_byte_boundaries():
 
 
 def test_huge_latent_shape_is_refused():
-    data = bitstream.write(_container(shapes=[(1, 2**16, 2**16, 2**16)]))
+    data = bitstream.serialize(_container(shapes=[(1, 2**16, 2**16, 2**16)]))
     with pytest.raises(CodecError, match="exceeds the limit"):
         bitstream.parse(data)
+    with pytest.raises(ValueError, match="could not be read back"):  # the writer never writes what cannot be read
+        bitstream.write(_container(shapes=[(1, 2**16, 2**16, 2**16)]))
+
+
+def test_the_writer_refuses_what_the_parser_would():
+    for fields in ({"quality": float("nan")}, {"height": 0}, {"channels": 2}, {"shapes": [()]}):
+        with pytest.raises(ValueError, match="could not be read back"):
+            bitstream.write(_container(**fields))
 
 
 VERSION_1_BYTES = (

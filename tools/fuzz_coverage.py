@@ -3,7 +3,8 @@
 whole decode path of every shipped model, with a kept corpus seeded by the project's own encoders.
 
     python tools/fuzz_coverage.py TARGET [--seconds 60 | --runs N] [--corpus DIR] [--report FILE]
-    TARGET: container | entropy | decode
+    TARGET: container | entropy | decode | roundtrip
+    python tools/fuzz_coverage.py all --coverage-only    # line coverage by every target's corpus together
 
 - container: raw bytes to `bitstream.parse` (the CRC check included), and the same bytes with a valid CRC
   appended, so mutations reach every header field.
@@ -11,6 +12,10 @@ whole decode path of every shipped model, with a kept corpus seeded by the proje
   ms-hyperprior through `decode_symbols`, and a multi-pass `PassDecoder` (the context model's coder).
 - decode: the bytes are a container body; the harness appends its CRC, then decodes it as a user or the server
   would (image models through `decode_image`, feature models through `ServerDecoder`), pixels capped at 2^16.
+- roundtrip: encoder and decoder must agree. The bytes build probability tables (arbitrary PMFs, Gaussian scales),
+  symbols in and far outside them, and a split into passes; or escape values; or a small image for a shipped model.
+  Decoding must give back exactly what was encoded (symbols, escapes; the image model's container decodes, codes
+  the same bytes twice, and its training forward gives finite bits): any difference raises, a crash to libFuzzer.
 
 Any exception but `CodecError` is a crash (libFuzzer writes the input to crash-*); each input gets --timeout seconds
 and the process --rss-limit-mb. After the campaign, coverage.py replays the corpus and reports line coverage of
@@ -34,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ_MAX_PIXELS = 1 << 16
-TARGETS = ("container", "entropy", "decode")
+TARGETS = ("container", "entropy", "decode", "roundtrip")
 DICTIONARY = [b"LCDC", b"\x05", b"\x04", b"\x03", b"\x01\x00", b"ms-hyperprior", b"mgm", b"es-r20-mid",
               b"\x00\x00\x80\x7f", b"\x00\x00\xc0\x7f", b"\xff\xff\xff\xff\x0f", b"\x80\x80\x80\x80\x01"]
 
@@ -57,14 +62,17 @@ def shipped_tables():
 
 
 def run_container(data: bytes) -> None:
+    """Parse the bytes (and the bytes with a valid CRC); what parses must write and parse back to the same fields."""
     from codec import bitstream
     from codec.errors import CodecError
 
     for candidate in (data, with_crc(data)):
         try:
-            bitstream.parse(candidate, max_pixels=FUZZ_MAX_PIXELS)
+            container = bitstream.parse(candidate, max_pixels=FUZZ_MAX_PIXELS)
         except CodecError:
-            pass
+            continue
+        if bitstream.parse(bitstream.write(container), max_pixels=FUZZ_MAX_PIXELS) != container:
+            raise Disagreement("a parsed container wrote and parsed back differently")
 
 
 def run_entropy(data: bytes) -> None:
@@ -119,7 +127,209 @@ def run_decode(data: bytes) -> None:
         pass
 
 
-RUNNERS = {"container": run_container, "entropy": run_entropy, "decode": run_decode}
+class Disagreement(AssertionError):
+    """Encoder and decoder (or two runs of the encoder) disagree: a bug, reported as a crash."""
+
+
+def fuzzed_tables(data: bytes):
+    """Up to 4 tables from the bytes: arbitrary PMFs (with offsets and tail masses) or Gaussian tables."""
+    import numpy as np
+
+    from codec.entropy.gaussian import build_gaussian_tables
+    from codec.entropy.tables import TableSet
+
+    count = 1 + data[0] % 4
+    if data[1] & 1:
+        scales = 0.11 + np.frombuffer(data[2 : 2 + count].ljust(count, b"\0"), np.uint8) / 4.0
+        return build_gaussian_tables(scales)
+    pmfs, offsets, tails = [], [], []
+    for table in range(count):
+        chunk = data[2 + 8 * table : 10 + 8 * table].ljust(8, b"\1")
+        length = 1 + chunk[0] % 7
+        pmfs.append(np.frombuffer(chunk[1 : 1 + length].ljust(length, b"\0"), np.uint8).astype(np.float64))
+        offsets.append(int(np.int8(chunk[7])))
+        tails.append(chunk[1] / 255.0)
+    return TableSet.from_pmfs(pmfs, offsets, tails)
+
+
+def roundtrip_symbols(data: bytes) -> None:
+    import numpy as np
+
+    from codec.entropy.coder import PassDecoder, decode_symbols, encode_passes, encode_symbols, ideal_bits
+    from codec.entropy.tables import TableSet
+
+    tables = fuzzed_tables(data)
+    tables = TableSet.from_tensors(tables.to_tensors("t"), "t")  # as a model loads them from its weights
+    raw = np.frombuffer(data[34:], np.int8).astype(np.int64)
+    symbols = raw * (1 + data[2] % 64)  # large factors push symbols far outside the tables: escapes
+    index = (np.arange(len(symbols)) * (1 + data[3] % 5)) % tables.num_tables
+    bits = ideal_bits(symbols, index, tables)
+    if not np.isfinite(bits) or bits < 0:
+        raise Disagreement(f"ideal bits {bits}")
+    passes = [(part_symbols, part_index) for part_symbols, part_index in
+              zip(np.array_split(symbols, 1 + data[4] % 4), np.array_split(index, 1 + data[4] % 4))]
+    if len(passes) == 1:
+        stream, escapes = encode_symbols(symbols, index, tables)
+        decoded = decode_symbols(stream, escapes, index, tables)
+    else:
+        stream, escapes = encode_passes(passes, tables)
+        decoder = PassDecoder(stream, escapes, tables)
+        decoded = np.concatenate([decoder.decode(part_index) for _, part_index in passes])
+        decoder.finish()
+    if not np.array_equal(decoded, symbols):
+        raise Disagreement("decoded symbols differ from the encoded ones")
+
+
+def roundtrip_escapes(data: bytes) -> None:
+    import numpy as np
+
+    from codec.entropy.escape import MAX_ESCAPE, EscapeReader, decode_escapes, encode_escapes
+    from codec.errors import CodecError
+
+    values = np.frombuffer(data[: len(data) // 4 * 4], "<i4").astype(np.int64)
+    try:
+        encoded = encode_escapes(values)
+    except CodecError:
+        if np.abs(values).max() <= MAX_ESCAPE:
+            raise Disagreement("the encoder refused codable escape values") from None
+        return  # -2**31: refused by the encoder as by the decoder
+    if not np.array_equal(decode_escapes(encoded, len(values)), values):
+        raise Disagreement("escape values changed")
+    reader = EscapeReader(encoded)
+    parts = [reader.read(len(part)) for part in np.array_split(values, 3)]
+    reader.finish()
+    if not np.array_equal(np.concatenate(parts), values):
+        raise Disagreement("escape values read in parts changed")
+
+
+@functools.lru_cache(maxsize=None)
+def image_models() -> tuple[str, ...]:
+    from codec.zoo import model_cards
+
+    return tuple(sorted(name for name, card in model_cards().items() if card.kind == "image"))
+
+
+def roundtrip_image(data: bytes) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from codec.api import decode_image, encode_image, prepared_model
+
+    names = image_models()
+    if not names or len(data) < 4:
+        return
+    name = names[data[0] % len(names)]
+    model = prepared_model(name)[0]
+    quality = data[1] / 255 * model.max_quality
+    height, width = 1 + data[2] % 24, 1 + data[3] % 24
+    pixels = np.resize(np.frombuffer(data[4:] or b"\x80", np.uint8), (height, width, 3))
+    image = Image.fromarray(pixels)
+    container = encode_image(image, name, quality=quality)
+    if encode_image(image, name, quality=quality) != container:
+        raise Disagreement(f"{name}: the same image coded to different bytes")
+    if decode_image(container).size != (width, height):
+        raise Disagreement(f"{name}: decoded size differs")
+    with torch.no_grad():  # the training forward on the same pixels (padded to the transforms' 64-pixel grid)
+        x = torch.from_numpy(np.resize(pixels, (64, 64, 3))).permute(2, 0, 1)[None].float() / 255
+        output = model(x, torch.tensor([quality]))
+        bits = output["bits"] if "bits" in output else sum(
+            -torch.log2(likelihood).sum() for likelihood in output["likelihoods"].values())
+    if not bool(torch.isfinite(torch.as_tensor(bits)).all()) or not bool(torch.isfinite(output["x_hat"]).all()):
+        raise Disagreement(f"{name}: the training forward gave non-finite bits or pixels")
+
+
+@functools.lru_cache(maxsize=None)
+def fresh_models() -> tuple:
+    """One small untrained model per image family, its tables frozen by `update()` and reloaded the way shipped
+    weights load them (the path every new model takes before its first export)."""
+    import torch
+
+    from codec.registry import create_model, family_names
+
+    torch.manual_seed(0)
+    models = []
+    for family in family_names("image"):
+        model = create_model(family, lambdas=(0.002, 0.02), n=16, m=48).eval()
+        model.update()
+        model.load_table_state(model.table_state())
+        models.append(model)
+    return tuple(models)
+
+
+def roundtrip_fresh_model(data: bytes) -> None:
+    """A fresh model codes a small image from the bytes; its decoder rebuilds the same pixels as a second decode
+    and the aux loss (the bottleneck's quantile fit) is finite."""
+    import numpy as np
+    import torch
+
+    models = fresh_models()
+    model = models[data[0] % len(models)]
+    height, width = 1 + data[1] % 20, 1 + data[2] % 20
+    pixels = np.resize(np.frombuffer(data[3:] or b"\x80", np.uint8), (1, 3, height, width))
+    x = torch.from_numpy(pixels.copy()).float() / 255
+    quality = (data[1] % 2) * model.max_quality
+    streams = model.compress(x, quality)
+    first, second = (model.decompress(streams, quality, height, width) for _ in range(2))
+    if tuple(first.shape[-2:]) != (height, width) or not torch.equal(first, second):
+        raise Disagreement(f"{type(model).__name__}: decoding is not repeatable")
+    if not torch.isfinite(model.aux_loss()):
+        raise Disagreement(f"{type(model).__name__}: aux loss not finite")
+
+
+def roundtrip_container(data: bytes) -> None:
+    """Container fields from the bytes (names too long or not ASCII, short digests, NaN quality, zero sides, huge
+    shapes, feature containers with image fields): the writer refuses with ValueError or the parser reads back
+    exactly what was written."""
+    import math
+
+    from codec import bitstream
+
+    buf = data.ljust(64, b"\0")
+    kind = ("image", "feature")[buf[0] & 1]
+    name = buf[40 : 40 + buf[1] % 70].decode("latin-1")
+    digest = buf[8 : 8 + (8 if buf[2] % 4 else buf[2] % 12)]
+    (quality,) = struct.unpack("<f", buf[16:20])
+    shapes = [tuple((1 + buf[24 + i]) ** (1 + buf[3] % 4) for _ in range(buf[28 + i] % 8)) for i in range(buf[4] % 10)]
+    sections = [buf[: buf[32 + i] % 9] for i in range(buf[5] % 18)]
+    geometry = {"quality": quality, "height": int.from_bytes(buf[20:22], "little"),
+                "width": int.from_bytes(buf[22:24], "little"), "channels": buf[6] % 5, "bit_depth": buf[7] % 17,
+                "shapes": shapes}
+    if kind == "feature" and buf[0] & 2:  # a well-formed feature container: geometry implied, a count
+        geometry = {**bitstream.FEATURE_DEFAULTS, **bitstream.FEATURE_DERIVED}
+    container = bitstream.Container(kind, name, digest, **geometry, sections=sections,
+                                    count=int.from_bytes(buf[20:23], "little") % 70000)
+    try:
+        written = bitstream.write(container)
+    except ValueError:
+        return
+    if container.header_bytes != len(written) - sum(map(len, sections)):
+        raise Disagreement("header size does not add up")
+    parsed = bitstream.parse(written, max_pixels=1 << 64)
+    if kind == "image":
+        parsed.count = container.count  # not stored for images
+    same_quality = parsed.quality == container.quality or (math.isnan(parsed.quality) and math.isnan(quality))
+    if not same_quality or {**vars(parsed), "quality": 0} != {**vars(container), "quality": 0}:
+        raise Disagreement("a written container parsed back differently")
+
+
+def run_roundtrip(data: bytes) -> None:
+    if len(data) < 4:
+        return
+    case, body = data[0] % 5, data[1:]
+    if case == 4:
+        roundtrip_container(body)
+    if case == 0 and len(body) >= 5:
+        roundtrip_symbols(body)
+    elif case == 1:
+        roundtrip_escapes(body)
+    elif case == 2:
+        roundtrip_image(body)
+    elif case == 3:
+        roundtrip_fresh_model(body)
+
+
+RUNNERS = {"container": run_container, "entropy": run_entropy, "decode": run_decode, "roundtrip": run_roundtrip}
 
 
 def seed_corpus(target: str, folder: Path) -> None:
@@ -135,7 +345,18 @@ def seed_corpus(target: str, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     seeds: list[bytes] = []
-    if target == "entropy":
+    if target == "roundtrip":
+        noise = np.random.default_rng(0)
+        seeds.append(bytes([0, 3, 0, 5, 2, 3]) + bytes(range(1, 29)) + noise.bytes(64))
+        seeds.append(bytes([0, 2, 1, 40, 1, 1]) + bytes(28) + noise.bytes(64))
+        seeds.append(bytes([1]) + np.array([0, -1, 1, 2**31 - 1, -(2**31), 300], "<i4").tobytes())
+        for index in range(len(image_models())):
+            seeds.append(bytes([2, index, 128, 15, 20]) + noise.bytes(200))
+        for index in range(4):
+            seeds.append(bytes([3, index, index, 13, 9]) + noise.bytes(100))
+        seeds.append(bytes([4, 0, 13, 1, 0, 2, 3, 3, 8]) + noise.bytes(80))  # an image container
+        seeds.append(bytes([4, 3, 9, 1, 0, 0, 2]) + noise.bytes(80))  # a feature container
+    elif target == "entropy":
         factorized, gaussian = shipped_tables()
         noise = np.random.default_rng(0)
         for selector in range(6):
@@ -194,14 +415,18 @@ def fuzz(target: str, corpus: Path, seconds: int, runs: int | None, timeout: int
     atheris.Fuzz()
 
 
-def coverage_report(target: str, corpus: Path) -> dict:
-    """Replay the corpus under coverage.py (a separate process) and return line coverage of the decode surfaces."""
+def coverage_report(corpora: dict[str, Path]) -> dict:
+    """Replay the corpora (target -> folder) under coverage.py in a separate process; line coverage of the decode
+    surfaces, codec/bitstream.py and codec/entropy/."""
+    root = next(iter(corpora.values())).parent
     script = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); sys.path.insert(0, {str(ROOT)!r})\n"
               "from pathlib import Path\nimport fuzz_coverage\n"
-              f"runner = fuzz_coverage.RUNNERS[{target!r}]\n"
-              f"for path in sorted(Path({str(corpus)!r}).iterdir()):\n    runner(path.read_bytes())\n")
-    data_file = corpus.parent / f".coverage-{target}"
-    replay = corpus.parent / f"replay-{target}.py"
+              f"for target, folder in {({t: str(c) for t, c in corpora.items()})!r}.items():\n"
+              "    for path in sorted(Path(folder).iterdir()):\n"
+              "        fuzz_coverage.RUNNERS[target](path.read_bytes())\n")
+    name = "-".join(corpora)
+    data_file = root / f".coverage-{name}"
+    replay = root / f"replay-{name}.py"
     replay.write_text(script)
     subprocess.run([sys.executable, "-m", "coverage", "run", f"--data-file={data_file}", "--source=codec", str(replay)],
                    check=True, cwd=ROOT)
@@ -215,36 +440,48 @@ def coverage_report(target: str, corpus: Path) -> dict:
         total = sum(s["num_statements"] for s in chosen)
         return round(100 * covered / total, 1) if total else 0.0
 
-    return {"corpus_inputs": len(list(corpus.iterdir())), "bitstream_percent": percent("codec/bitstream.py"),
-            "entropy_percent": percent("codec/entropy/")}
+    missing = {name: summary["missing_lines"] for name, summary in files.items()
+               if name.startswith(("codec/bitstream.py", "codec/entropy/")) and summary["missing_lines"]}
+    return {"corpus_inputs": {target: len(list(folder.iterdir())) for target, folder in corpora.items()},
+            "bitstream_percent": percent("codec/bitstream.py"), "entropy_percent": percent("codec/entropy/"),
+            "missing_lines": missing}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", choices=TARGETS)
+    parser.add_argument("target", choices=(*TARGETS, "all"), help="all: --coverage-only over every target's corpus")
     parser.add_argument("--seconds", type=int, default=60, help="campaign length")
     parser.add_argument("--runs", type=int, help="stop after this many inputs instead")
-    parser.add_argument("--corpus", type=Path, help="default ~/.cache/codec/fuzz/TARGET")
+    parser.add_argument("--corpus", type=Path, help="default ~/.cache/codec/fuzz/TARGET (for all: the folder "
+                        "holding one corpus folder per target, default ~/.cache/codec/fuzz)")
     parser.add_argument("--timeout", type=int, default=5, help="seconds per input before it counts as a hang")
     parser.add_argument("--rss-limit-mb", type=int, default=2048)
     parser.add_argument("--coverage-only", action="store_true", help="replay the corpus for coverage, no fuzzing")
     parser.add_argument("--seed-only", action="store_true", help=argparse.SUPPRESS)  # (the seeding subprocess)
     parser.add_argument("--report", type=Path, help="write the coverage figures here (JSON)")
     args = parser.parse_args()
-    corpus = args.corpus or Path.home() / ".cache" / "codec" / "fuzz" / args.target
-    if args.seed_only:
-        seed_corpus(args.target, corpus)
-        return
-    if not corpus.is_dir() or not any(corpus.iterdir()):  # seeds come from another process: the codec modules
-        subprocess.run([sys.executable, __file__, args.target, "--seed-only", "--corpus", str(corpus)], check=True)
-        # must first be imported here, under atheris' instrumentation
+    default_root = Path.home() / ".cache" / "codec" / "fuzz"
+    if args.target == "all":
+        if not args.coverage_only:
+            parser.error("all: only with --coverage-only (a campaign fuzzes one target)")
+        root = args.corpus or default_root
+        corpora = {target: root / target for target in TARGETS}
+    else:
+        corpora = {args.target: args.corpus or default_root / args.target}
+    for target, corpus in corpora.items():
+        if args.seed_only:
+            seed_corpus(target, corpus)
+            return
+        if not corpus.is_dir() or not any(corpus.iterdir()):  # seeds come from another process: the codec modules
+            subprocess.run([sys.executable, __file__, target, "--seed-only", "--corpus", str(corpus)], check=True)
+            # must first be imported here, under atheris' instrumentation
     if args.coverage_only:
-        figures = coverage_report(args.target, corpus)
-        print(json.dumps(figures))
+        figures = coverage_report(corpora)
+        print(json.dumps({key: value for key, value in figures.items() if key != "missing_lines"}))
         if args.report:
             args.report.write_text(json.dumps(figures, indent=1))
         return
-    fuzz(args.target, corpus, args.seconds, args.runs, args.timeout, args.rss_limit_mb)
+    fuzz(args.target, corpora[args.target], args.seconds, args.runs, args.timeout, args.rss_limit_mb)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def decode_any(data: bytes) -> None:
 
 
 def reseal(container: bitstream.Container) -> bytes:
-    return bitstream.write(container)
+    return bitstream.serialize(container)  # hostile fields too: the parser must refuse them
 
 
 def mutate(seeds: list[bytes], rng: random.Random) -> tuple[str, bytes]:

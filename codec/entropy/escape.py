@@ -5,10 +5,15 @@ import numpy as np
 
 from codec.errors import CodecError
 
-_MAX_VARINT_BYTES = 5  # values are int32
+_MAX_VARINT_BYTES = 5
+MAX_ESCAPE = 2**31 - 1  # escape values lie in -MAX_ESCAPE..MAX_ESCAPE (a symmetric int32 range)
 
 
 def encode_escapes(values: np.ndarray) -> bytes:
+    """Zigzag LEB128 of each value; a value the decoder would refuse (|v| > MAX_ESCAPE) is refused here too."""
+    values = np.asarray(values)
+    if values.size and int(np.abs(values.astype(np.int64)).max()) > MAX_ESCAPE:
+        raise CodecError(f"a latent value is outside the codable range +-{MAX_ESCAPE}: the input cannot be coded")
     out = bytearray()
     for value in values.astype(np.int64).tolist():
         zigzag = (value << 1) if value >= 0 else ((-value << 1) - 1)
@@ -48,7 +53,7 @@ class EscapeReader:
                 raise CodecError("corrupt bitstream: escape value too long")
             values[index] = (zigzag >> 1) if not zigzag & 1 else -((zigzag + 1) >> 1)
         self.position = position
-        if np.any(np.abs(values) > 2**31 - 1):
+        if np.any(np.abs(values) > MAX_ESCAPE):
             raise CodecError("corrupt bitstream: escape value out of range")
         return values
 
