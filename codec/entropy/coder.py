@@ -118,7 +118,11 @@ class PassDecoder:
         return symbols.reshape(shape)
 
     def finish(self) -> None:
-        """Refuse trailing escape bytes (a stream that was not written by `encode_passes`)."""
+        """Refuse a stream `encode_passes` did not write: ANS words or escape bytes left over, or a decoder that did
+        not end in the encoder's initial state (ANS decoding is the exact inverse of encoding, so an honest stream
+        always does; an empty or made-up one, e.g. a tiny file claiming a huge image, does not)."""
+        if not self.decoder.is_empty():
+            raise CodecError("corrupt bitstream: the entropy-coded stream does not end where its symbols do")
         self.escapes.finish()
 
 
