@@ -61,13 +61,16 @@ def _encode(args: argparse.Namespace) -> None:
 
 
 def _decode(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    data = _read(args.input)
+    bitstream.parse(data, max_pixels=args.max_pixels)  # a damaged file or an oversized claim fails before torch loads
+
     from codec.api import decode_image
     from codec.imageio import check_output, image_bytes, output_format, write_atomically
 
     check_output(args.output, args.force, inputs=(args.input,))
     image_format = output_format(args.output, args.format)  # before any work: an unknown format fails first
-    started = time.perf_counter()
-    image = decode_image(_read(args.input), max_pixels=args.max_pixels)
+    image = decode_image(data, max_pixels=args.max_pixels)
     write_atomically(args.output, image_bytes(image, args.output, image_format))
     print(f"{args.output}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s")
 

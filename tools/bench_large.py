@@ -12,33 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.metrics import psnr  # noqa: E402
+from timing import run_measured  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 Image.MAX_IMAGE_PIXELS = None
 
 
-def run_measured(command: list[str]) -> tuple[float, float]:
+def run_measured_ok(command: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in MiB) of one child process; raises if it fails."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()}")
-    return seconds, usage.ru_maxrss / 1024
+    result = run_measured(command)
+    if result["exit"] != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {result['error']}")
+    return result["seconds"], result["peak_rss_mib"]
 
 
 def seam_check(source: Path, quality: float) -> dict:
@@ -76,9 +73,9 @@ def main() -> None:
             picture = Path(folder) / f"{megapixels:g}mp.png"
             Image.open(args.source).convert("RGB").resize((width, height), Image.Resampling.LANCZOS).save(picture)
             coded, restored = Path(folder) / "coded.bin", Path(folder) / "restored.png"
-            encode_s, encode_mib = run_measured([*codec, "encode", str(picture), "-o", str(coded), "--force",
+            encode_s, encode_mib = run_measured_ok([*codec, "encode", str(picture), "-o", str(coded), "--force",
                                                  "--quality", str(args.quality)])
-            decode_s, decode_mib = run_measured([*codec, "decode", str(coded), "-o", str(restored), "--force"])
+            decode_s, decode_mib = run_measured_ok([*codec, "decode", str(coded), "-o", str(restored), "--force"])
             row = {"megapixels": width * height / 1e6, "width": width, "height": height,
                    "bpp": coded.stat().st_size * 8 / (width * height),
                    "psnr": psnr(Image.open(picture).convert("RGB"), Image.open(restored).convert("RGB")),

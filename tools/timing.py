@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -60,3 +62,24 @@ def speed_report(model_name: str, reference: str, image: Path, repeats: int) -> 
                      "reference_encode_s": ref_encode_s, "reference_decode_s": ref_decode_s,
                      "decode_speedup": ref_decode_s / decode_s, "encode_speedup": ref_encode_s / encode_s})
     return rows
+
+
+# Runs argv[1:] and writes "exit maxrss_kib" to stderr's last line. A small launcher, because Linux keeps a process's
+# peak RSS across fork and execve: measured straight from a benchmark that has loaded torch, every child would
+# report at least the benchmark's own size.
+_LAUNCHER = ("import os, subprocess, sys\n"
+             "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+             "_, status, usage = os.wait4(child.pid, 0)\n"
+             "print('\\nmeasured', os.waitstatus_to_exitcode(status), usage.ru_maxrss, file=sys.stderr)\n")
+
+
+def run_measured(command: list[str], env: dict | None = None) -> dict:
+    """One command in its own process: exit status, wall seconds, peak RSS in MiB and its last stderr line."""
+    started = time.perf_counter()
+    finished = subprocess.run([sys.executable, "-c", _LAUNCHER, *command], stderr=subprocess.PIPE, text=True, env=env)
+    seconds = time.perf_counter() - started
+    lines = finished.stderr.strip().splitlines()
+    _, exit_code, peak_kib = lines[-1].split()
+    errors = [line for line in lines[:-1] if line.strip()]
+    return {"exit": int(exit_code), "seconds": round(seconds, 2), "peak_rss_mib": round(int(peak_kib) / 1024),
+            "error": errors[-1] if errors else None}
