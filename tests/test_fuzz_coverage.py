@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("atheris", reason="atheris is a dev dependency (tools/setup.sh installs it)")
 
 
-@pytest.mark.parametrize("target, seconds", [("container", 15), ("entropy", 15), ("decode", 25)])
+@pytest.mark.parametrize("target, seconds", [("container", 15), ("entropy", 15), ("decode", 25), ("roundtrip", 30)])
 def test_short_campaign_finds_no_crash(tmp_path, target, seconds):
     corpus = tmp_path / "corpus"
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz_coverage.py"), target, "--seconds",

@@ -4,6 +4,9 @@ whole decode path of every shipped model, with a kept corpus seeded by the proje
 
     python tools/fuzz_coverage.py TARGET [--seconds 60 | --runs N] [--corpus DIR] [--report FILE]
     TARGET: container | entropy | decode | roundtrip
+    python tools/fuzz_coverage.py all --seconds 150 240 --report tools/results/fuzz_campaign.json
+        # a campaign: each target in turn in its own process (seconds per target, or one value for all), then
+        # coverage over every corpus; executions, findings (crash-/timeout-/oom- files) and coverage in the report
     python tools/fuzz_coverage.py all --coverage-only    # line coverage by every target's corpus together
 
 - container: raw bytes to `bitstream.parse` (the CRC check included), and the same bytes with a valid CRC
@@ -451,7 +454,9 @@ def coverage_report(corpora: dict[str, Path]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", choices=(*TARGETS, "all"), help="all: --coverage-only over every target's corpus")
-    parser.add_argument("--seconds", type=int, default=60, help="campaign length")
+    parser.add_argument("--seconds", type=int, nargs="+", default=[60],
+                        help="campaign length (all: one value per target in the order "
+                             f"{' '.join(TARGETS)}, or one for every target)")
     parser.add_argument("--runs", type=int, help="stop after this many inputs instead")
     parser.add_argument("--corpus", type=Path, help="default ~/.cache/codec/fuzz/TARGET (for all: the folder "
                         "holding one corpus folder per target, default ~/.cache/codec/fuzz)")
@@ -463,10 +468,17 @@ def main() -> None:
     args = parser.parse_args()
     default_root = Path.home() / ".cache" / "codec" / "fuzz"
     if args.target == "all":
-        if not args.coverage_only:
-            parser.error("all: only with --coverage-only (a campaign fuzzes one target)")
         root = args.corpus or default_root
         corpora = {target: root / target for target in TARGETS}
+        if not args.coverage_only:
+            seconds = args.seconds * len(TARGETS) if len(args.seconds) == 1 else args.seconds
+            if len(seconds) != len(TARGETS):
+                parser.error(f"--seconds: one value, or one per target ({len(TARGETS)})")
+            report = campaign(root, dict(zip(TARGETS, seconds)), args.timeout, args.rss_limit_mb)
+            print(json.dumps({key: value for key, value in report.items() if key != "missing_lines"}, indent=1))
+            if args.report:
+                args.report.write_text(json.dumps(report, indent=1) + "\n")
+            sys.exit(0 if not report["findings"] else 1)
     else:
         corpora = {args.target: args.corpus or default_root / args.target}
     for target, corpus in corpora.items():
@@ -482,7 +494,29 @@ def main() -> None:
         if args.report:
             args.report.write_text(json.dumps(figures, indent=1))
         return
-    fuzz(args.target, corpora[args.target], args.seconds, args.runs, args.timeout, args.rss_limit_mb)
+    if len(args.seconds) != 1:
+        parser.error("--seconds: one value for one target")
+    fuzz(args.target, corpora[args.target], args.seconds[0], args.runs, args.timeout, args.rss_limit_mb)
+
+
+def campaign(root: Path, seconds: dict[str, int], timeout: int, rss_limit_mb: int) -> dict:
+    """Fuzz each target for its seconds in its own process (libFuzzer ends the process), then measure coverage."""
+    from tqdm import tqdm
+
+    runs = {}
+    for target, length in tqdm(seconds.items(), desc="fuzz targets"):
+        before = set(root.glob(f"{target}-*"))
+        result = subprocess.run([sys.executable, __file__, target, "--seconds", str(length), "--corpus",
+                                 str(root / target), "--timeout", str(timeout), "--rss-limit-mb", str(rss_limit_mb)],
+                                capture_output=True, text=True, cwd=ROOT)
+        log = result.stdout + result.stderr
+        executed = log.split("stat::number_of_executed_units:")[-1].split()[0] if "executed_units" in log else "0"
+        runs[target] = {"seconds": length, "executions": int(executed), "exit": result.returncode,
+                        "findings": sorted(path.name for path in set(root.glob(f"{target}-*")) - before
+                                           if path.suffix != ".dict")}
+    report = {"executions": sum(run["executions"] for run in runs.values()), "targets": runs,
+              "findings": [name for run in runs.values() for name in run["findings"]]}
+    return {**report, **coverage_report({target: root / target for target in seconds})}
 
 
 if __name__ == "__main__":
