@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec import bitstream  # noqa: E402
 from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes  # noqa: E402
 from codec.split import efficientnet  # noqa: E402
-from split_data import IMAGENETTE_DIR, cifar_split, imagenette_split, teacher_path  # noqa: E402
-from codec.split.resnet import load_teacher, normalize  # noqa: E402
+from split_data import IMAGENETTE_DIR, cifar_split, imagenette_split  # noqa: E402
+from split_teachers import CifarTeacher, EfficientNetTeacher, as_float_tensor  # noqa: E402
 from codec.split.runtime import DeviceEncoder, ServerDecoder  # noqa: E402
 from codec.split.server import local_server  # noqa: E402
 from codec.zoo import model_cards  # noqa: E402
@@ -47,35 +47,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BATCH_CONTAINER = 50  # also measured: one container for 50 images (a device that buffers), bytes per image
 
 
-def as_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+class CifarBench(CifarTeacher):
+    """A CIFAR-10 ResNet teacher and the sets it is measured on."""
 
-
-class CifarBench:
-    """A CIFAR-10 ResNet teacher split after layer1."""
-
-    title, feature_name, chunk = "CIFAR-10", "layer1", 500
-
-    def __init__(self, depth: int) -> None:
-        self.depth = depth
-        self.model = load_teacher(teacher_path(depth), depth)
-        self.label = f"ResNet-{depth}"
-        self.output = RESULTS / "split_cifar10"
-
-    def is_student(self, card) -> bool:
-        return card.family == "entropic-student-cifar" and card.config.get("depth") == self.depth
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(normalize(x))
-
-    def split_feature(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.head(normalize(x))
-
-    def tail(self, feature: torch.Tensor) -> torch.Tensor:
-        return self.model.tail(feature)
-
-    def correct(self, logits: torch.Tensor, labels: np.ndarray) -> dict[str, int]:
-        return {"accuracy": int((logits.argmax(1).numpy() == labels).sum())}
+    title, chunk = "CIFAR-10", 500
+    output = RESULTS / "split_cifar10"
 
     def sets(self, second_set: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         sets = {"lossless test subset": cifar_split("lossless-test")}
@@ -86,30 +62,11 @@ class CifarBench:
         return sets
 
 
-class ImagenetteBench:
-    """EfficientNet-Lite0 (ImageNet-1k) split after block 4; 1000-way and 10-way top-1."""
+class ImagenetteBench(EfficientNetTeacher):
+    """EfficientNet-Lite0 and the Imagenette sets it is measured on."""
 
-    title, feature_name, chunk = "Imagenette", "block-4", 50
-
-    def __init__(self) -> None:
-        self.model = efficientnet.load_efficientnet_lite0()
-        self.label = "EfficientNet-Lite0"
-        self.output = RESULTS / "split_imagenette"
-
-    def is_student(self, card) -> bool:
-        return card.family == "entropic-student-efficientnet"
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(efficientnet.normalize_lite(x))
-
-    def split_feature(self, x: torch.Tensor) -> torch.Tensor:
-        return efficientnet.split_feature(self.model, x)
-
-    def tail(self, feature: torch.Tensor) -> torch.Tensor:
-        return efficientnet.classify(self.model, efficientnet.tail_stages(self.model, feature)[-1])
-
-    def correct(self, logits: torch.Tensor, labels: np.ndarray) -> dict[str, int]:
-        return efficientnet.imagenette_correct(logits, labels)
+    title, chunk = "Imagenette", 50
+    output = RESULTS / "split_imagenette"
 
     def sets(self, second_set: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         sets = {"500 teacher-unseen images": imagenette_split("unseen")}
@@ -140,7 +97,7 @@ def rates(counts: dict[str, int], images: int) -> dict[str, float]:
 def teacher_accuracy(teacher: Teacher, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     counts: dict[str, int] = {}
     for i in range(0, len(images), teacher.chunk):
-        counts = add_counts(counts, teacher.correct(teacher.logits(as_tensor(images[i : i + teacher.chunk])),
+        counts = add_counts(counts, teacher.correct(teacher.logits(as_float_tensor(images[i : i + teacher.chunk])),
                                                     labels[i : i + teacher.chunk]))
     return rates(counts, len(images))
 
@@ -164,7 +121,7 @@ def quantized_feature(teacher: Teacher, images: np.ndarray, labels: np.ndarray) 
     """The split-point feature as 8-bit integers (per-image min/max, 2 float32 side values), no entropy coding."""
     counts: dict[str, int] = {}
     for start in range(0, len(images), teacher.chunk):
-        feature = teacher.split_feature(as_tensor(images[start : start + teacher.chunk]))
+        feature = teacher.split_feature(as_float_tensor(images[start : start + teacher.chunk]))
         low = feature.amin(dim=(1, 2, 3), keepdim=True)
         step = (feature.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-8) / 255
         restored = torch.round((feature - low) / step) * step + low
@@ -261,7 +218,7 @@ def speed(name: str, teacher: Teacher, images: np.ndarray) -> dict:
     singles = [images[i] for i in range(len(images))]
     encoded = [device.encode(image) for image in singles]
     with torch.no_grad():
-        teacher_ms = median_ms(lambda image: teacher.logits(as_tensor(image[None])), singles)
+        teacher_ms = median_ms(lambda image: teacher.logits(as_float_tensor(image[None])), singles)
     size = images.shape[1]
     device_part = DeviceMacs(device.model)
     result = {

@@ -5,22 +5,17 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.models import MobileNet_V2_Weights
 from torchvision.transforms.v2 import functional as TF
 
 from codec.split import efficientnet
-from split_data import cifar_split, imagenette_split, teacher_path
-from codec.split.resnet import load_teacher, normalize
 from codec.split.student import CifarEntropicStudent, EfficientNetEntropicStudent, EntropicStudent
+from split_data import cifar_split, imagenette_split
+from split_teachers import CifarTeacher, EfficientNetTeacher, Teacher, as_float_tensor, as_uint8_tensor
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def as_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
 def prior_description(args: argparse.Namespace) -> str:
@@ -66,21 +61,25 @@ class SplitTask:
     validation_name: str
     stage2_trains_tail: bool              # fine-tune the teacher's tail in stage 2 (saved with the student)
     stage2_label_weight: float            # weight of the hard-label cross-entropy in stage 2 (the rest is KD)
+    teacher: Teacher | None = None
     card: dict = field(default_factory=dict)
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
         raise NotImplementedError
 
+    @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The teacher's split feature and later stages, and its logits (no gradients)."""
-        raise NotImplementedError
+        feature = self.teacher.split_feature(x)
+        stages = [feature, *self.teacher.tail_stages(feature)]
+        return stages, self.teacher.classify(stages[-1])
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
     def accuracy(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
         """Correct predictions in a batch, by metric name."""
-        return {"accuracy": int((logits.argmax(1) == labels).sum())}
+        return self.teacher.correct(logits, labels)
 
 
 class CifarTask(SplitTask):
@@ -90,39 +89,35 @@ class CifarTask(SplitTask):
 
     def __init__(self, depth: int, validation_count: int = 500, kd_depth: int | None = None) -> None:
         self.depth = depth
-        self.teacher = load_teacher(teacher_path(depth), depth)
+        teacher = CifarTeacher(depth)
         # stage 2's soft labels may come from a deeper (more accurate) ResNet; the split feature stays this teacher's
         self.kd_depth = kd_depth or depth
-        self.kd_teacher = self.teacher if self.kd_depth == depth else load_teacher(teacher_path(self.kd_depth), self.kd_depth)
+        self.kd_teacher = teacher if self.kd_depth == depth else CifarTeacher(self.kd_depth)
         train_images, train_labels = cifar_split("train")
         lossless_images, lossless_labels = cifar_split("lossless-train")
         held_out = len(lossless_images) - validation_count
         super().__init__(
             name=f"resnet{depth}", family="entropic-student-cifar",
-            train_images=as_tensor(train_images), train_labels=torch.from_numpy(train_labels),
-            validation_images=as_tensor(lossless_images[held_out:]).float() / 255,
+            train_images=as_uint8_tensor(train_images), train_labels=torch.from_numpy(train_labels),
+            validation_images=as_float_tensor(lossless_images[held_out:]),
             validation_labels=torch.from_numpy(lossless_labels[held_out:]),
             validation_name=f"lossless_train_heldout{validation_count}", stage2_trains_tail=True,
-            stage2_label_weight=0.5,
+            stage2_label_weight=0.5, teacher=teacher,
         )
-        self.lossless_images = as_tensor(lossless_images[:held_out])
+        self.lossless_images = as_uint8_tensor(lossless_images[:held_out])
         self.lossless_labels = torch.from_numpy(lossless_labels[:held_out])
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
         student = CifarEntropicStudent(self.depth, args.latent, args.hidden, **prior_config(args), **stride_config(args))
-        tail_state = {key: value for key, value in self.teacher.state_dict().items()
+        tail_state = {key: value for key, value in self.teacher.model.state_dict().items()
                       if not key.startswith(("conv1.", "bn1.", "layer1."))}
         student.tail.load_state_dict(tail_state)
         return student
 
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        normalized = normalize(x)
-        feature = self.teacher.head(normalized)
-        stages = [feature, *self.teacher.tail_stages(feature)]
-        if self.kd_teacher is self.teacher:
-            return stages, self.teacher.classify(stages[-1])
-        return stages, self.kd_teacher(normalized)
+        stages, logits = super().teacher_outputs(x)
+        return stages, logits if self.kd_teacher is self.teacher else self.kd_teacher.logits(x)
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random 32x32 crops of the 4-pixel zero-padded batch, half of them flipped."""
@@ -157,29 +152,22 @@ class ImagenetteTask(SplitTask):
     validate on 500 of val's ImageNet-train images; the 500 teacher-unseen images are kept for tools/bench_split.py."""
 
     def __init__(self, validation_count: int = 500) -> None:
-        self.teacher = efficientnet.load_efficientnet_lite0()
         train_images, train_labels = imagenette_split("train")
         val_images, val_labels = imagenette_split("val-seen", limit=validation_count)
         super().__init__(
             name="efficientnet-lite0", family="entropic-student-efficientnet",
-            train_images=as_tensor(train_images), train_labels=torch.from_numpy(train_labels),
-            validation_images=as_tensor(val_images).float() / 255, validation_labels=torch.from_numpy(val_labels),
+            train_images=as_uint8_tensor(train_images), train_labels=torch.from_numpy(train_labels),
+            validation_images=as_float_tensor(val_images), validation_labels=torch.from_numpy(val_labels),
             validation_name=f"imagenette_val_seen{validation_count}", stage2_trains_tail=False,
             # KD only: the training images hold 10 of the 1000 classes, and hard labels would teach the student
             # that only those exist (inflating 1000-way top-1 on Imagenette above the teacher's); the teacher's soft
             # labels keep it a 1000-way classifier
-            stage2_label_weight=0.0,
+            stage2_label_weight=0.0, teacher=EfficientNetTeacher(),
         )
         self.lossless_images, self.lossless_labels = self.train_images[:0], self.train_labels[:0]
 
     def build_student(self, args: argparse.Namespace) -> EntropicStudent:
         return EfficientNetEntropicStudent(args.latent, args.hidden, args.decoder_hidden, **prior_config(args))
-
-    @torch.no_grad()
-    def teacher_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        feature = efficientnet.split_feature(self.teacher, x)
-        stages = [feature, *efficientnet.tail_stages(self.teacher, feature)]
-        return stages, efficientnet.classify(self.teacher, stages[-1])
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random resized crops (60-100 % of the side, resized back to 224) and flips, per image."""
@@ -191,9 +179,6 @@ class ImagenetteTask(SplitTask):
             crop = TF.resized_crop(image, top, left, side, side, [size, size], antialias=True)
             crops.append(crop.flip(-1) if float(torch.rand(1, generator=generator)) < 0.5 else crop)
         return torch.stack(crops)
-
-    def accuracy(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
-        return efficientnet.imagenette_correct(logits, labels)
 
     def card_fields(self, args: argparse.Namespace) -> dict:
         return {

@@ -35,7 +35,8 @@ from codec.split.student import STRIDES, EntropicStudent  # noqa: E402
 from codec.zoo import PROJECT_ROOT, load_trained_weights, save_weights  # noqa: E402
 from photos import random_thumbnails, training_photos  # noqa: E402
 from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
-from split_tasks import SplitTask, as_tensor, make_task  # noqa: E402
+from split_tasks import SplitTask, make_task  # noqa: E402
+from split_teachers import as_uint8_tensor  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -240,7 +241,7 @@ def main() -> None:
         raise SystemExit("train_split: --lossless-share plus --photo-share must leave part of each batch to the train set")
     photo_images = torch.empty(0, *train_images.shape[1:], dtype=torch.uint8)
     if photo_count and step < args.stage1_steps:
-        photo_images = as_tensor(random_thumbnails(training_photos(), args.photo_thumbnails, train_images.shape[-1], args.seed))
+        photo_images = as_uint8_tensor(random_thumbnails(training_photos(), args.photo_thumbnails, train_images.shape[-1], args.seed))
     log_path = args.out / "log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     log = [record for record in log if "validation" in record]
