@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -20,45 +22,6 @@ from codec.zoo import PROJECT_ROOT, save_weights  # noqa: E402
 from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
 from run_model import model_from_run, run_config  # noqa: E402
 
-ARCHITECTURES = {
-    "factorized": "Ballé et al. 2018 factorized prior: g_a/g_s 4x (5x5 stride-2 conv + GDN), gain units",
-    "hyperprior": "Ballé et al. 2018 scale hyperprior: g_a/g_s with GDN, h_a/h_s 3 conv layers, gain units",
-    "mgm": "multi-codebook vector-quantized prior (Zhu et al. CVPR 2022): g_a/g_s with GDN, product quantization "
-    "of y (one codebook count per rate level), a coarse PQ level from h_a conditioning the fine index PMFs",
-    "mgm-residual": "multivariate Gaussian mixture prior after Zhu et al. CVPR 2022: g_a/g_s with GDN, product "
-    "quantization of y (one codebook count per rate level) whose codewords are mixture components (mean + diagonal "
-    "scale); the index picks the component, round(y - mean) is coded under its Gaussian; the encoder writes, of "
-    "the 16 nearest components, the one of least index + residual bits + 16 x squared latent error; a coarse PQ "
-    "level from h_a "
-    "conditions the fine index PMFs; no network between the indices and g_s",
-    "mean-scale": "Minnen et al. 2018 mean-scale hyperprior without context: g_a/g_s with GDN, "
-    "h_a/h_s 3 conv layers with LeakyReLU predicting mean and scale, gain units (Cui et al. 2021)",
-    "mean-scale-context": "Minnen et al. 2018 mean-scale hyperprior (g_a/g_s with GDN, h_a/h_s with LeakyReLU, gain "
-    "units of Cui et al. 2021) plus a parallel context model: y in uneven channel groups (Minnen & Singh 2020, ELIC "
-    "He et al. 2022), each coded in two checkerboard passes (He et al. 2021); per group a 1x1 conv of the "
-    "hyperprior's mean and scale, a 3x3 conv of the groups before it and a 5x5 conv of its anchors are summed and "
-    "two 1x1 layers predict corrections to mean and scale; 2 x groups network passes to decode",
-}
-
-
-COARSE_PROBE = ("; h_a is trained (on a detached y) through a linear probe per fine codebook to predict the fine "
-                "indices, without a commitment loss, so the coarse codes are informative clusters of z (the probe is "
-                "shipped but never run when coding)")
-
-
-ENTROPY_CODING = {
-    "factorized": "constriction ANS; y: per-channel factorized tables",
-    "hyperprior": "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside "
-    "the CDF; h_s evaluated exactly in integer-valued float64",
-    "mgm": "constriction ANS; coarse indices: one table per codebook; fine indices: one table per (codebook, parent "
-    "code)",
-    "mgm-residual": "constriction ANS; coarse indices: one table per codebook; fine indices: one table per "
-    "(codebook, parent code); residual: 64 Gaussian scale tables, each codeword's scale index fixed at export",
-}
-ENTROPY_CODING["mean-scale"] = ENTROPY_CODING["hyperprior"]
-ENTROPY_CODING["mean-scale-context"] = (
-    "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside the CDF, all "
-    "2 x groups passes on one ANS stack; h_s and the context networks evaluated exactly in integer-valued float64")
 # run-time settings that do not change what is learnt
 NOT_IN_COMMAND = {"threads", "bf16", "device", "checkpoint_every", "checkpoint_minutes", "validate_every",
                   "runs_dir", "out"}
@@ -101,14 +64,6 @@ def training_summary(run: Path) -> dict:
     return summary
 
 
-def synthesis_note(config: dict) -> str:
-    """How g_s departs from the default (n, n, n hidden channels, 5x5 kernels), if it does."""
-    widths, kernels = config.get("synthesis_widths"), config.get("synthesis_kernels")
-    parts = ([f"hidden widths {' / '.join(map(str, widths))}"] if widths else []) + (
-        [f"kernels {' / '.join(f'{k}x{k}' for k in kernels)}"] if kernels else [])
-    return f"; g_s {', '.join(parts)} (a cheaper synthesis transform)" if parts else ""
-
-
 def loss_description(run_args: dict) -> str:
     loss = "per-sample lambda_i * 255^2 * MSE + bpp, rate level i drawn uniformly per sample"
     if run_args.get("train_only"):
@@ -127,30 +82,21 @@ def main() -> None:
                         help="write HOME/weights/NAME.safetensors and HOME/models/NAME.toml (default: this checkout)")
     args = parser.parse_args()
     models_dir = args.home / "models"
-    (args.home / "weights").mkdir(parents=True, exist_ok=True)
 
     family, model_config, config = run_config(args.run)
     model, state = model_from_run(args.run)
     step = int(state["step"])
     run_args = config["args"]
     init = run_init_record(args.run, Path(run_args["init"]) if run_args.get("init") else None, models_dir)  # before any overwrite
-    weights_file = f"{args.name}.safetensors"
-    sha256 = save_weights(model, args.home / "weights" / weights_file)
     variant = f"{family}-residual" if model_config.get("residual") else family
-    card = read_card(args.name, models_dir)
-    card.update({
-        "name": args.name,
+    card_fields = {
         "family": family,
         "summary": f"variable-rate {variant} model, {len(model_config['lambdas'])} trained rate levels",
-        "weights": weights_file,
-        "sha256": sha256,
         "default_quality": args.default_quality,
         "config": model_config,
         "architecture": {
-            "description": ARCHITECTURES[variant] + (COARSE_PROBE if model_config.get("coarse_probe") else "")
-            + synthesis_note(model_config),
+            **type(model).card_text(model_config),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "entropy_coding": ENTROPY_CODING[variant],
         },
         "training": {
             "script": "tools/train_image.py",
@@ -167,10 +113,24 @@ def main() -> None:
             "hardware": "2-core CPU (AVX-512 bf16), no GPU",
             **training_summary(args.run),
         },
-    })
+    }
     if init:  # the weights "--init" pointed at, and how they were trained
-        card["training"]["init"] = init
-    print(f"wrote {write_card(args.name, card, models_dir)} and weights/{weights_file} (sha256 {sha256[:16]}...)")
+        card_fields["training"]["init"] = init
+    card_path, sha256 = export_model(model, args.name, card_fields, args.home)
+    print(f"wrote {card_path} and weights/{args.name}.safetensors (sha256 {sha256[:16]}...)")
+
+
+def export_model(model: torch.nn.Module, name: str, card_fields: dict, home: Path = PROJECT_ROOT,
+                 storage_dtype: torch.dtype | None = None) -> tuple[Path, str]:
+    """The one exporter of every trainer: HOME/weights/NAME.safetensors from a frozen model (tables built by
+    `update()`), and `card_fields` merged into HOME/models/NAME.toml with the weights file and its sha256 (fields the
+    card has and `card_fields` lacks, such as measured figures, are kept). Returns (card path, sha256)."""
+    (home / "weights").mkdir(parents=True, exist_ok=True)
+    weights_file = f"{name}.safetensors"
+    sha256 = save_weights(model, home / "weights" / weights_file, storage_dtype=storage_dtype)
+    card = read_card(name, home / "models")
+    card.update({"name": name, **card_fields, "weights": weights_file, "sha256": sha256})
+    return write_card(name, card, home / "models"), sha256
 
 
 if __name__ == "__main__":

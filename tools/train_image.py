@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import signal
 import sys
 import time
 from pathlib import Path
@@ -33,11 +32,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.registry import create_model  # noqa: E402
-from codec.zoo import load_trained_weights  # noqa: E402
 from codec.precision import use_bf16  # noqa: E402
-from model_card import run_init_record  # noqa: E402
+from codec.registry import create_model  # noqa: E402
 from photos import training_photos, validation_photos  # noqa: E402
+from training import StopRequest, init_from_weights, load_checkpoint, save_checkpoint, write_run_config  # noqa: E402
 
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 LARGE_SIDE = 1024  # big wallpapers are downscaled so their detail matches ordinary photos
@@ -155,19 +153,6 @@ def run_lambdas(state: dict, run: Path) -> list[float]:
     return lambdas
 
 
-class StopRequest:
-    """Set by SIGTERM / SIGINT: the loop saves a checkpoint and exits cleanly at the end of its step."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.requested = True
-
-
-@torch.no_grad()
 def validate(model, images: list[torch.Tensor], levels: list[int], device: torch.device) -> dict:
     model.eval()
     results = {}
@@ -212,6 +197,18 @@ def remap_gain_levels(weights: dict[str, torch.Tensor], old_lambdas: list[float]
         frac = ((new - old[low]) / (old[low + 1] - old[low])).view(-1, 1)
         remapped[key] = (table[low] * (1 - frac) + table[low + 1] * frac).float()
     return remapped
+
+
+def image_weights_adapter(args: argparse.Namespace):
+    """--init weights fitted to this model: gains remapped to --lambdas, kernels cropped to their centre taps, and a
+    resized codebook left to be seeded from data (its `initialised` flag dropped)."""
+    def adapt(weights: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
+        weights = {k: centre_taps(v, own[k].shape) if k in own else v for k, v in weights.items()}
+        fits = {k for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        return {k: v for k, v in weights.items()
+                if not k.endswith(".initialised") or k.replace(".initialised", ".codebooks") in fits}
+    return adapt
 
 
 def centre_taps(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -341,8 +338,7 @@ def main() -> None:
     main_named = [(name, p) for name, p in trainable if not name.endswith(".quantiles")]
     main_params = [p for _, p in main_named]
     aux_params = [p for name, p in trainable if name.endswith(".quantiles")]
-    checkpoint_path = args.out / "checkpoint.pt"
-    state = torch.load(checkpoint_path, weights_only=True, map_location=device) if checkpoint_path.exists() else None
+    state = load_checkpoint(args.out, device)
     lr_scales = state.get("module_lr_scale", {}) if state else parse_module_scales(args.module_lr_scale, model)
     optimizer = torch.optim.Adam(parameter_groups(main_named, lr_scales), lr=args.lr or 1e-4)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
@@ -371,19 +367,9 @@ def main() -> None:
             print(f"resumed from step {step} (lr {learning_rate(step, schedule):.3g}, "
                   f"{cpu_seconds / 3600:.2f} CPU hours so far)", flush=True)
     elif args.init:
+        loaded, total = init_from_weights(model, args.out, args.init, image_weights_adapter(args), record=rank == 0)
         if rank == 0:
-            run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
-        weights = load_trained_weights(args.init)
-        weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
-        own = model.state_dict()
-        weights = {k: centre_taps(v, own[k].shape) if k in own else v for k, v in weights.items()}
-        matching = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-        for key in [k for k in matching if k.endswith(".initialised")]:  # a resized codebook is seeded from data
-            if key.replace(".initialised", ".codebooks") not in matching:
-                del matching[key]
-        model.load_state_dict(matching, strict=False)
-        if rank == 0:
-            print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh) "
+            print(f"initialised from {args.init} ({loaded} of {total} tensors; the rest start fresh) "
                   f"at global step {step}", flush=True)
     if not schedule:
         schedule = [[0, args.lr or 1e-4]]
@@ -404,16 +390,14 @@ def main() -> None:
     lambdas = torch.tensor(args.lambdas, device=device)
     log = open(args.out / "log.jsonl", "a", encoding="utf-8") if rank == 0 else None
     if rank == 0:
-        (args.out / "config.json").write_text(json.dumps(
-            {"family": args.model, **config, "bf16": bf16, "world_size": world, "args": vars(args)}, default=str, indent=1))
+        write_run_config(args.out, {"family": args.model, **config, "bf16": bf16, "world_size": world, "args": vars(args)})
 
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step,
                  "lr_schedule": schedule, "module_lr_scale": lr_scales,
                  "lambdas": list(args.lambdas), "level_changes": level_changes, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
-        torch.save(state, args.out / "checkpoint.tmp")
-        (args.out / "checkpoint.tmp").replace(checkpoint_path)
+        save_checkpoint(args.out, state)
 
     training_mode(model, args.train_only)
     total = args.steps if args.steps < 10**9 else None

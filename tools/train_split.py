@@ -32,11 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
 from codec.split.student import STRIDES, EntropicStudent  # noqa: E402
-from codec.zoo import PROJECT_ROOT, load_trained_weights, save_weights  # noqa: E402
+from codec.zoo import PROJECT_ROOT  # noqa: E402
+from export_weights import export_model  # noqa: E402
 from photos import random_thumbnails, training_photos  # noqa: E402
-from model_card import read_card, run_init_record, training_command, write_card  # noqa: E402
+from model_card import run_init_record, training_command  # noqa: E402
 from split_tasks import SplitTask, make_task  # noqa: E402
 from split_teachers import as_uint8_tensor  # noqa: E402
+from training import StopRequest, init_from_weights, load_checkpoint, save_checkpoint, write_run_config  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -152,22 +154,13 @@ def stage2_description(task: SplitTask, args: argparse.Namespace, fields: dict) 
 def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, log: list[dict], seconds: float) -> None:
     student.eval()
     student.update()
-    weights_file = f"{args.name}.safetensors"
-    # float16 storage halves the file; the student computes in float32 and every figure is measured after loading it
-    weights_dir, models_dir = args.export_root / "weights", args.export_root / "models"
-    weights_dir.mkdir(parents=True, exist_ok=True)
     init = run_init_record(args.out, args.init)  # before the export may overwrite the --init file
-    sha256 = save_weights(student, weights_dir / weights_file, storage_dtype=torch.float16)
-    card = read_card(args.name, models_dir)
     final = log[-1]["validation"] if log else {}
     fields = task.card_fields(args)
-    card.update({
-        "name": args.name,
+    card_fields = {
         "family": task.family,
         "kind": "feature",
         "summary": fields["summary"],
-        "weights": weights_file,
-        "sha256": sha256,
         "default_quality": 0.0,
         "labels": fields["labels"],
         "config": fields["config"],
@@ -177,9 +170,7 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             "encoder_parameters": sum(p.numel() for p in student.encoder.parameters()),
             "teacher": fields["teacher"],
             "weights_storage": "float16 (computed in float32)",
-            "entropy_coding": "constriction ANS, one factorized table per latent channel" if args.prior == "factorized"
-            else "constriction ANS: z factorized (one table per channel), y Gaussian tables indexed by an exact "
-            "mean-scale h_s",
+            "entropy_coding": student.ENTROPY_CODING,
         },
         "training": {
             "script": "tools/train_split.py",
@@ -192,17 +183,20 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
             "wall_time_hours": round(seconds / 3600, 3),
             f"final_validation_{task.validation_name}": final,
         },
-    })
+    }
     if init:  # the weights "--init" pointed at, and how they were trained
-        card["training"]["init"] = init
+        card_fields["training"]["init"] = init
     if args.init_run:  # stage 1 ran separately: its command and lineage
-        card["training"]["stage1_run"] = stage1_run_record(args.init_run)
-    write_card(args.name, card, models_dir)
-    print(f"exported {weights_dir / weights_file} (sha256 {sha256[:16]}...) and {models_dir / args.name}.toml", flush=True)
+        card_fields["training"]["stage1_run"] = stage1_run_record(args.init_run)
+    # float16 storage halves the file; the student computes in float32 and every figure is measured after loading it
+    card_path, sha256 = export_model(student, args.name, card_fields, args.export_root, storage_dtype=torch.float16)
+    print(f"exported {args.export_root / 'weights' / args.name}.safetensors (sha256 {sha256[:16]}...) and {card_path}",
+          flush=True)
 
 
 def main() -> None:
     args = parse_args()
+    stop = StopRequest()  # SIGTERM / SIGINT: a checkpoint at the end of the current step, no export
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -213,26 +207,20 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(f"train_split: {error}") from None
     student = task.build_student(args)
-    checkpoint_path = args.out / "checkpoint.pt"
     total = args.stage1_steps + args.stage2_steps
-    state = torch.load(checkpoint_path, weights_only=True) if checkpoint_path.exists() else None
+    state = load_checkpoint(args.out)
     if state:
         student.load_state_dict(state["model"])
         print(f"resumed from step {int(state['step'])}", flush=True)
     step = int(state["step"]) if state else 0
     if state is None and args.init_run:
-        student.load_state_dict(torch.load(args.init_run / "checkpoint.pt", weights_only=True)["model"])
+        student.load_state_dict(load_checkpoint(args.init_run)["model"])
         step = args.stage1_steps
     elif state is None and args.init:
-        run_init_record(args.out, args.init)  # the lineage, recorded while the file is still what was loaded
         # float16 storage becomes the float32 start; tensors this student lacks or shapes differently (another prior,
         # e.g. a hyperprior started from a factorized student) are left to start fresh
-        own = student.state_dict()
-        weights = projection_renamed(load_trained_weights(args.init), own)
-        matching = {key: value for key, value in weights.items() if key in own and own[key].shape == value.shape}
-        student.load_state_dict(matching, strict=False)
-        print(f"initialised from {args.init} ({len(matching)} of {len(own)} tensors; the rest start fresh)",
-              flush=True)
+        loaded, total_tensors = init_from_weights(student, args.out, args.init, projection_renamed)
+        print(f"initialised from {args.init} ({loaded} of {total_tensors} tensors; the rest start fresh)", flush=True)
     train_images, train_labels = task.train_images, task.train_labels
     lossless_images, lossless_labels = task.lossless_images, task.lossless_labels
     lossless_count = int(round(args.lossless_share * args.batch)) if len(lossless_images) else 0
@@ -245,7 +233,7 @@ def main() -> None:
     log_path = args.out / "log.jsonl"
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     log = [record for record in log if "validation" in record]
-    (args.out / "config.json").write_text(json.dumps({"args": vars(args), "bf16": bf16}, default=str, indent=1))
+    write_run_config(args.out, {"args": vars(args), "bf16": bf16})
 
     def optimizer_for(stage: int) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
         """Stage 1 (and a joint stage 2) trains encoder, entropy model and decoder; stage 2 the decoder (and tail)."""
@@ -277,8 +265,14 @@ def main() -> None:
     seconds = float(state["seconds"]) if state else 0.0
     started = time.time() - seconds
     progress = tqdm(total=total, initial=step, desc=f"train split beta={args.beta:g}", mininterval=30)
+
+    def save() -> None:
+        save_checkpoint(args.out, {"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                                   "stage": stage, "seconds": time.time() - started,
+                                   "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}})
+
     with open(log_path, "a", encoding="utf-8") as log_file:
-        while step < total:
+        while step < total and not stop.requested:
             if stage == 1 and step >= args.stage1_steps:
                 stage = 2
                 optimizer, aux_optimizer = optimizer_for(2)
@@ -325,13 +319,12 @@ def main() -> None:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
                 print(json.dumps(record), flush=True)
-                state = {"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                         "stage": stage, "seconds": time.time() - started,
-                         "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}}
-                torch.save(state, args.out / "checkpoint.tmp")
-                (args.out / "checkpoint.tmp").replace(checkpoint_path)
+                save()
     progress.close()
-    if args.name:
+    if stop.requested:
+        save()
+        print(f"checkpoint saved at step {step} (stop requested)", flush=True)
+    elif args.name:
         export(student, task, args, log, time.time() - started)
 
 

@@ -26,6 +26,8 @@ class VariableRateImageModel(FrozenTables, nn.Module):
     tile_threshold: int = 1536 * 1536  # images with more (padded) pixels run g_a / g_s tile by tile
     analysis_tile: int = 1024  # tile side in pixels (a multiple of 16)
     tile_halo: int = 8  # context around each tile, in latent units (16 pixels each)
+    ARCHITECTURE: str = ""  # the model card's architecture line (tools/export_weights.py writes it)
+    ENTROPY_CODING: str = ""  # ... and how its latents are entropy coded
 
     def __init__(self, lambdas: tuple[float, ...], latent_channels: int) -> None:
         super().__init__()
@@ -35,6 +37,11 @@ class VariableRateImageModel(FrozenTables, nn.Module):
         self.use_bf16 = False
         self._layout_ready = False
         self.init_tables()
+
+    @classmethod
+    def card_text(cls, config: dict) -> dict[str, str]:
+        """The model card's architecture description and entropy-coding line for a model of this `config`."""
+        return {"description": cls.ARCHITECTURE + synthesis_note(config), "entropy_coding": cls.ENTROPY_CODING}
 
     @property
     def max_quality(self) -> float:
@@ -92,3 +99,11 @@ class VariableRateImageModel(FrozenTables, nn.Module):
     def expect_shapes(streams: LatentStreams, expected: list[tuple[int, ...]]) -> None:
         if [tuple(shape) for shape in streams.shapes] != expected:
             raise CodecError(f"corrupt bitstream: latent shapes {streams.shapes} do not match the image size")
+
+
+def synthesis_note(config: dict) -> str:
+    """How g_s departs from the default (n, n, n hidden channels, 5x5 kernels), if it does."""
+    widths, kernels = config.get("synthesis_widths"), config.get("synthesis_kernels")
+    parts = ([f"hidden widths {' / '.join(map(str, widths))}"] if widths else []) + (
+        [f"kernels {' / '.join(f'{k}x{k}' for k in kernels)}"] if kernels else [])
+    return f"; g_s {', '.join(parts)} (a cheaper synthesis transform)" if parts else ""

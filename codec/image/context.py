@@ -30,6 +30,16 @@ def default_groups(m: int) -> tuple[int, ...]:
 class ContextHyperprior(MeanScaleHyperprior):
     """`MeanScaleHyperprior` + `ChannelCheckerboardContext` on y (2 x len(groups) decoding passes)."""
 
+    ARCHITECTURE = (
+        "Minnen et al. 2018 mean-scale hyperprior (g_a/g_s with GDN, h_a/h_s with LeakyReLU, gain units of Cui et al. "
+        "2021) plus a parallel context model: y in uneven channel groups (Minnen & Singh 2020, ELIC He et al. 2022), "
+        "each coded in two checkerboard passes (He et al. 2021); per group a 1x1 conv of the hyperprior's mean and "
+        "scale, a 3x3 conv of the groups before it and a 5x5 conv of its anchors are summed and two 1x1 layers "
+        "predict corrections to mean and scale; 2 x groups network passes to decode")
+    ENTROPY_CODING = (
+        "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside the CDF, all "
+        "2 x groups passes on one ANS stack; h_s and the context networks evaluated exactly in integer-valued float64")
+
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192,
                  groups: tuple[int, ...] | None = None, context_hidden: int = 128) -> None:
         super().__init__(lambdas, n, m)

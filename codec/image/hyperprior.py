@@ -25,6 +25,8 @@ class FactorizedPrior(FactorizedLatent, VariableRateImageModel):
     """Ballé et al. (ICLR 2017 / 2018) factorized prior: y coded with one learned density per channel."""
 
     stride = 16
+    ARCHITECTURE = "Ballé et al. 2018 factorized prior: g_a/g_s 4x (5x5 stride-2 conv + GDN), gain units"
+    ENTROPY_CODING = "constriction ANS; y: per-channel factorized tables"
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
         super().__init__(lambdas, m)
@@ -66,6 +68,9 @@ class ScaleHyperprior(HyperLatent, VariableRateImageModel):
     """Ballé et al. (ICLR 2018): a hyper-latent z predicts the scale of each y element; z is factorized."""
 
     stride = 64
+    ARCHITECTURE = "Ballé et al. 2018 scale hyperprior: g_a/g_s with GDN, h_a/h_s 3 conv layers, gain units"
+    ENTROPY_CODING = ("constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside "
+                      "the CDF; h_s evaluated exactly in integer-valued float64")
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
         super().__init__(lambdas, m)
@@ -125,6 +130,8 @@ class ScaleHyperprior(HyperLatent, VariableRateImageModel):
 class MeanScaleHyperprior(ScaleHyperprior):
     """Minnen et al. (NeurIPS 2018) without context: h_s predicts a mean and a scale for every y element."""
 
+    ARCHITECTURE = ("Minnen et al. 2018 mean-scale hyperprior without context: g_a/g_s with GDN, h_a/h_s 3 conv "
+                    "layers with LeakyReLU predicting mean and scale, gain units (Cui et al. 2021)")
 
     def _hyper_transforms(self, n: int, m: int) -> tuple[torch.nn.Module, torch.nn.Module]:
         return transforms.mean_scale_hyper_analysis(n, m), transforms.mean_scale_hyper_synthesis(n, m)

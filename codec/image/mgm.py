@@ -50,7 +50,7 @@ from codec.entropy.tables import TableSet
 from codec.errors import CodecError
 from codec.image import transforms
 from codec.entropy.streams import LatentStreams
-from codec.image.base import VariableRateImageModel
+from codec.image.base import VariableRateImageModel, synthesis_note
 from codec.nn.quantize import ste_round
 
 LOG2 = float(np.log(2.0))
@@ -237,6 +237,28 @@ class MultiCodebookModel(VariableRateImageModel):
 
     stride = 64
     table_names = ("codes",)
+    ARCHITECTURE = (
+        "multi-codebook vector-quantized prior (Zhu et al. CVPR 2022): g_a/g_s with GDN, product quantization of y "
+        "(one codebook count per rate level), a coarse PQ level from h_a conditioning the fine index PMFs")
+    RESIDUAL_ARCHITECTURE = (
+        "multivariate Gaussian mixture prior after Zhu et al. CVPR 2022: g_a/g_s with GDN, product quantization of y "
+        "(one codebook count per rate level) whose codewords are mixture components (mean + diagonal scale); the "
+        "index picks the component, round(y - mean) is coded under its Gaussian; the encoder writes, of the 16 "
+        "nearest components, the one of least index + residual bits + 16 x squared latent error; a coarse PQ level "
+        "from h_a conditions the fine index PMFs; no network between the indices and g_s")
+    COARSE_PROBE = ("; h_a is trained (on a detached y) through a linear probe per fine codebook to predict the fine "
+                    "indices, without a commitment loss, so the coarse codes are informative clusters of z (the probe "
+                    "is shipped but never run when coding)")
+    ENTROPY_CODING = ("constriction ANS; coarse indices: one table per codebook; fine indices: one table per "
+                      "(codebook, parent code)")
+    RESIDUAL_CODING = ENTROPY_CODING + "; residual: 64 Gaussian scale tables, each codeword's scale index fixed at export"
+
+    @classmethod
+    def card_text(cls, config: dict) -> dict[str, str]:
+        residual = bool(config.get("residual"))
+        description = (cls.RESIDUAL_ARCHITECTURE if residual else cls.ARCHITECTURE) + (
+            cls.COARSE_PROBE if config.get("coarse_probe") else "") + synthesis_note(config)
+        return {"description": description, "entropy_coding": cls.RESIDUAL_CODING if residual else cls.ENTROPY_CODING}
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192, groups: tuple[int, ...] | None = None,
                  codewords: int = 256, hyper_channels: int = 64, hyper_groups: int = 4, hyper_codewords: int = 64,

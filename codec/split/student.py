@@ -88,6 +88,14 @@ class EntropicStudent(FrozenTables, nn.Module):
     hyper_upscale = Fraction(2)  # y positions per z position along each side (hyperprior)
     exact_tile, exact_halo = HyperLatent.exact_tile, HyperLatent.exact_halo
 
+    @property
+    def ENTROPY_CODING(self) -> str:  # noqa: N802 (the name image models use for the same card line)
+        """How the latent is entropy coded, as the model card says it."""
+        if self.hyperprior:
+            return ("constriction ANS: z factorized (one table per channel), y Gaussian tables indexed by an exact "
+                    "mean-scale h_s")
+        return "constriction ANS, one factorized table per latent channel"
+
     def init_prior(self, latent: int, prior: str, hyper_channels: int) -> None:
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")

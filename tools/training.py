@@ -1,0 +1,65 @@
+"""What every trainer in tools/ shares: the run folder, checkpoints written atomically, a clean stop on SIGTERM /
+SIGINT, starting from shipped weights, and the config record. tools/train_image.py and tools/train_split.py
+build their loops on it; tools/export_weights.py freezes what they leave."""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from codec.zoo import load_trained_weights
+from model_card import run_init_record
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class StopRequest:
+    """Set by SIGTERM / SIGINT: the loop saves a checkpoint and exits cleanly at the end of its step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+def save_checkpoint(run: Path, state: dict) -> None:
+    """Write `state` to RUN/checkpoint.pt through a temporary file and a rename: a kill mid-write leaves the last
+    complete checkpoint."""
+    temporary = run / "checkpoint.tmp"
+    torch.save(state, temporary)
+    temporary.replace(run / CHECKPOINT)
+
+
+def load_checkpoint(run: Path, device: torch.device | str = "cpu") -> dict | None:
+    """The run's last checkpoint, or None for a new run."""
+    path = run / CHECKPOINT
+    return torch.load(path, weights_only=True, map_location=device) if path.exists() else None
+
+
+def init_from_weights(model: torch.nn.Module, run: Path, weights_path: Path,
+                      adapt: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+                      | None = None, record: bool = True) -> tuple[int, int]:
+    """Start `model` from shipped weights: record where they came from (RUN/init.json, while the file is still what
+    was loaded; `record` False on all but one distributed process), let `adapt(weights, own state)` rename or
+    reshape them, and load every tensor whose name and shape match; the rest start fresh. Returns (tensors loaded,
+    tensors in the model)."""
+    if record:
+        run_init_record(run, weights_path)
+    weights = load_trained_weights(weights_path)
+    own = model.state_dict()
+    if adapt is not None:
+        weights = adapt(weights, own)
+    matching = {key: value for key, value in weights.items() if key in own and own[key].shape == value.shape}
+    model.load_state_dict(matching, strict=False)
+    return len(matching), len(own)
+
+
+def write_run_config(run: Path, config: dict) -> None:
+    """RUN/config.json: what the run is (family, model config, arguments), for resuming and exporting."""
+    (run / "config.json").write_text(json.dumps(config, default=str, indent=1))
