@@ -95,6 +95,39 @@ def test_bytes_and_pixels_identical_at_any_thread_count(photo):
     assert torch.equal(pixels_one, pixels_two)
 
 
+def test_large_latents_run_the_context_nets_in_tiles_with_identical_parameters(photo):
+    """Tiles of 3x3 latent positions (the photo's latent is 8x8) with a halo of 2, the 5x5 anchor conv's reach, give
+    every pass the same means and scale indices bit for bit as the whole latent (a halo of 1 does not), so the same
+    bytes, and either decoder reads the other's file."""
+    model = _context_model(seed=5)
+    gain, _ = model.gains(model.quality_tensor(1.5))
+    with torch.no_grad():
+        y = model.analysis(model.pad(photo)) * gain
+        scales, means = model.hyper_parameters(model.h_a(y))
+    scales, means = scales * 3, means + 2 * y  # larger parameters than an untrained h_s gives: every tap matters
+
+    def parameters(tile: int, halo: int) -> list[tuple[np.ndarray, torch.Tensor]]:
+        model.context.exact_tile, model.context.exact_halo = tile, halo
+        seen = []
+
+        def record(indices, pass_means, mask, part):
+            seen.append((indices, pass_means))
+            return torch.round(y[:, part][mask].double() - pass_means).long().numpy()
+
+        model.context._passes(scales, means, model.table_tensors["scale_table"], record)
+        return seen
+
+    whole, tiles, narrow = parameters(64, 2), parameters(3, 2), parameters(3, 1)
+    assert all(np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(whole, tiles))
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(whole, narrow))
+    in_tiles = _context_model(seed=5)
+    in_tiles.context.exact_tile = 3
+    model.context.exact_tile, model.context.exact_halo = 64, 2
+    streams = model.compress(photo, 1.5)
+    assert in_tiles.compress(photo, 1.5).sections == streams.sections
+    assert torch.equal(in_tiles.decompress(streams, 1.5, 70, 90), model.decompress(streams, 1.5, 70, 90))
+
+
 def test_bf16_encoder_and_fp32_decoder_interoperate(photo):
     model = _context_model(seed=4)
     model.set_fast_transforms(True)

@@ -17,6 +17,7 @@ bit-identical scale indices and means at any thread count, batch or precision pa
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -28,6 +29,7 @@ from codec.entropy.gaussian import scale_indices
 from codec.entropy.tables import TableSet
 from codec.errors import CodecError
 from codec.nn.exact import ExactSequential
+from codec.nn.tiling import tiled
 
 DEFAULT_GROUPS = (16, 16, 32, 64, 64)  # ELIC's uneven split of 192 channels
 
@@ -114,6 +116,22 @@ class ChannelCheckerboardContext(nn.Module):
         return scales + delta_scale, means + delta_mean
 
     # --- exact coding ----------------------------------------------------------------------------------------
+    exact_tile = 64  # latents over 64x64 positions run the context nets tile by tile ...
+    exact_halo = 2  # ... with the 5x5 anchor conv's reach of context (exact arithmetic: identical numbers)
+
+    @staticmethod
+    def _exact_delta(exact: ExactGroupParameters, scales: torch.Tensor, means: torch.Tensor,
+                     previous: torch.Tensor | None, group_hat: torch.Tensor | None,
+                     anchors: torch.Tensor) -> torch.Tensor:
+        """The group's (delta scale, delta mean) for one pass: the anchor pass sees the hyperprior and the groups
+        before it, the second pass also the group's decoded anchors (sums in the same order as training)."""
+        hidden = exact.from_hyper(torch.cat([scales, means], 1))
+        if previous is not None:
+            hidden = hidden + exact.from_previous(previous)
+        if group_hat is not None:
+            hidden = hidden + exact.from_anchors(group_hat * anchors)
+        return exact.head(hidden)
+
     @torch.no_grad()
     def _passes(self, scales: torch.Tensor, means: torch.Tensor, scale_table: torch.Tensor,
                 code: Callable[[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor], np.ndarray]) -> torch.Tensor:
@@ -127,14 +145,15 @@ class ChannelCheckerboardContext(nn.Module):
         anchors = anchor_mask(*scales.shape[-2:], device=scales.device)
         y_hat = torch.zeros_like(means)
         for exact, part in zip(self._exact, self.slices):
-            hyper = torch.cat([scales[:, part], means[:, part]], 1)
-            hidden = exact.from_hyper(hyper)
-            if exact.from_previous is not None:
-                hidden = hidden + exact.from_previous(y_hat[:, : part.start])
             for is_anchor_pass in (True, False):
-                if not is_anchor_pass:
-                    hidden = hidden + exact.from_anchors(y_hat[:, part] * anchors)
-                scale_k, mean_k = self._refine(exact.head(hidden), scales[:, part], means[:, part])
+                inputs = (scales[:, part], means[:, part], y_hat[:, : part.start] if part.start else None,
+                          None if is_anchor_pass else y_hat[:, part], anchors)
+                if scales.shape[-2] * scales.shape[-1] > self.exact_tile**2:  # large latents: tile by tile
+                    delta = tiled(lambda pieces: self._exact_delta(exact, *pieces), inputs, Fraction(1),
+                                  self.exact_tile, self.exact_halo)
+                else:
+                    delta = self._exact_delta(exact, *inputs)
+                scale_k, mean_k = self._refine(delta, scales[:, part], means[:, part])
                 mask = (anchors if is_anchor_pass else ~anchors).expand_as(mean_k)
                 indices = scale_indices(scale_k, scale_table)
                 symbols = code(indices[mask].numpy(), mean_k[mask], mask, part)

@@ -12,17 +12,21 @@ from typing import Callable
 import torch
 
 
-def tiled(transform: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, factor: Fraction, tile: int,
+def tiled(transform: Callable, x: torch.Tensor | tuple[torch.Tensor | None, ...], factor: Fraction, tile: int,
           halo: int) -> torch.Tensor:
     """Apply `transform` (which scales H and W by `factor`) tile by tile; `tile` and `halo` are in input units and
-    must be multiples of 1 / factor when the transform downsamples."""
-    height, width = x.shape[-2:]
+    must be multiples of 1 / factor when the transform downsamples. `x` may be a tuple of tensors of one size (None
+    entries pass through): the transform then gets the tuple of their pieces."""
+    inputs = x if isinstance(x, tuple) else (x,)
+    height, width = next(t for t in inputs if t is not None).shape[-2:]
     output = None
     for top in range(0, height, tile):
         for left in range(0, width, tile):
             bottom, right = min(top + tile, height), min(left + tile, width)
             context_top, context_left = max(0, top - halo), max(0, left - halo)
-            piece = transform(x[..., context_top : min(height, bottom + halo), context_left : min(width, right + halo)])
+            window = (slice(context_top, min(height, bottom + halo)), slice(context_left, min(width, right + halo)))
+            pieces = tuple(None if t is None else t[..., window[0], window[1]] for t in inputs)
+            piece = transform(pieces if isinstance(x, tuple) else pieces[0])
             if output is None:
                 shape = (*piece.shape[:2], int(height * factor), int(width * factor))
                 output = torch.empty(shape, dtype=piece.dtype, device=piece.device)
