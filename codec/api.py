@@ -49,13 +49,14 @@ def encode_image(
     quality = usable_quality(network, card.default_quality if quality is None else float(quality))
     height, width = loaded.pixels.shape[-2:]
     streams = network.compress(loaded.pixels, quality)
-    return bitstream.write(
-        bitstream.Container(
-            kind="image", model=card.name, weights_digest=card.digest, quality=quality, height=height,
-            width=width, channels=loaded.channels, bit_depth=loaded.bit_depth, shapes=streams.shapes,
-            sections=streams.sections,
-        )
+    container = bitstream.Container(
+        kind="image", model=card.name, weights_digest=card.digest, quality=quality, height=height, width=width,
+        channels=loaded.channels, bit_depth=loaded.bit_depth, shapes=streams.shapes, sections=streams.sections,
     )
+    try:
+        return bitstream.write(container)
+    except ValueError as error:  # e.g. a latent over the format's limit: one line for the user, not a traceback
+        raise CodecError(f"this image cannot be stored in a container: {error}") from None
 
 
 def decode_image(data: bytes, max_pixels: int = bitstream.DEFAULT_MAX_PIXELS, fast: bool | None = None) -> Image.Image:

@@ -6,6 +6,7 @@ palette, CMYK, YCbCr, bilevel and other modes are converted to RGB with a warnin
 """
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import tempfile
@@ -150,7 +151,9 @@ def _complete_file(folder: Path, name: str, data: bytes) -> Path:
         folder_handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:  # a dir_fd makes Python call linkat(AT_SYMLINK_FOLLOW): the unnamed file itself gets the name
             os.link(f"/proc/self/fd/{handle}", temporary, dst_dir_fd=folder_handle, follow_symlinks=True)
-        except FileNotFoundError:  # no /proc mounted
+        except OSError as error:  # no /proc, or a sandbox / file system that refuses the link: a named file
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
             return _named_temporary_file(folder, name, data)
         finally:
             os.close(folder_handle)

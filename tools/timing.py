@@ -79,6 +79,8 @@ def run_measured(command: list[str], env: dict | None = None) -> dict:
     finished = subprocess.run([sys.executable, "-c", _LAUNCHER, *command], stderr=subprocess.PIPE, text=True, env=env)
     seconds = time.perf_counter() - started
     lines = finished.stderr.strip().splitlines()
+    if not lines or not lines[-1].startswith("measured "):
+        raise RuntimeError(f"could not run {' '.join(command)}: {finished.stderr.strip()[-2000:]}")
     _, exit_code, peak_kib = lines[-1].split()
     errors = [line for line in lines[:-1] if line.strip()]
     return {"exit": int(exit_code), "seconds": round(seconds, 2), "peak_rss_mib": round(int(peak_kib) / 1024),

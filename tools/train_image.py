@@ -130,10 +130,18 @@ def parameter_groups(named: list[tuple[str, torch.nn.Parameter]], scales: dict[s
 GAIN_TABLES = ("gains.log_gain", "gains.log_inverse_gain")
 
 
-def change_levels(state: dict, run_lambdas: list[float], lambdas: list[float], optimizer_names: list[str]) -> None:
+def change_levels(state: dict, run_lambdas: list[float], lambdas: list[float], optimizer_names: list[str],
+                  model_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
     """Resume a run with a different set of rate levels: the gain tables are remapped in log-lambda (as for
     --init-lambdas) and their Adam moments restart; every other tensor and moment carries on. Recorded in the run."""
     state["model"] = remap_gain_levels(state["model"], run_lambdas, lambdas)
+    if len(lambdas) != len(run_lambdas):
+        own = model_shapes or {}
+        reshaped = sorted(key for key, value in state["model"].items()
+                          if key in own and tuple(value.shape) != own[key] and key not in GAIN_TABLES)
+        if reshaped:
+            raise SystemExit(f"this model has per-level tensors besides the gains ({', '.join(reshaped[:3])}, ...): "
+                             "its rate levels cannot change on resume")
     moments = state["optimizer"]["state"]
     for index, name in enumerate(optimizer_names):
         if name in GAIN_TABLES:
@@ -153,6 +161,7 @@ def run_lambdas(state: dict, run: Path) -> list[float]:
     return lambdas
 
 
+@torch.no_grad()
 def validate(model, images: list[torch.Tensor], levels: list[int], device: torch.device) -> dict:
     model.eval()
     results = {}
@@ -345,12 +354,15 @@ def main() -> None:
     step = args.init_step
     schedule: list[list[float]] = []
     level_changes: list = []
+    levels_changed = False
     cpu_seconds = 0.0
     if state is not None:
         trained_lambdas = run_lambdas(state, args.out)
         if trained_lambdas != list(args.lambdas):
             change_levels(state, trained_lambdas, list(args.lambdas),
-                          [name for group in optimizer.param_groups for name in group["names"]])
+                          [name for group in optimizer.param_groups for name in group["names"]],
+                          {key: tuple(value.shape) for key, value in model.state_dict().items()})
+            levels_changed = True
             if rank == 0:
                 print(f"rate levels {trained_lambdas} -> {list(args.lambdas)} from step {state['step']} "
                       "(gains remapped in log-lambda); recorded in the run", flush=True)
@@ -389,8 +401,6 @@ def main() -> None:
     validation = [load_photo(path) for path in validation_paths] if rank == 0 else []
     lambdas = torch.tensor(args.lambdas, device=device)
     log = open(args.out / "log.jsonl", "a", encoding="utf-8") if rank == 0 else None
-    if rank == 0:
-        write_run_config(args.out, {"family": args.model, **config, "bf16": bf16, "world_size": world, "args": vars(args)})
 
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -399,6 +409,11 @@ def main() -> None:
                  "lambdas": list(args.lambdas), "level_changes": level_changes, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
         save_checkpoint(args.out, state)
 
+    cpu_started = time.process_time()
+    if levels_changed and rank == 0:
+        save()  # the remapped levels are on disk before config.json names them
+    if rank == 0:
+        write_run_config(args.out, {"family": args.model, **config, "bf16": bf16, "world_size": world, "args": vars(args)})
     training_mode(model, args.train_only)
     total = args.steps if args.steps < 10**9 else None
     progress = tqdm(total=total, initial=step, desc=f"train {args.model}", mininterval=30, disable=rank != 0)

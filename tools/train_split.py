@@ -196,7 +196,6 @@ def export(student: EntropicStudent, task: SplitTask, args: argparse.Namespace, 
 
 def main() -> None:
     args = parse_args()
-    stop = StopRequest()  # SIGTERM / SIGINT: a checkpoint at the end of the current step, no export
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -271,6 +270,8 @@ def main() -> None:
                                    "stage": stage, "seconds": time.time() - started,
                                    "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}})
 
+    first_step = step
+    stop = StopRequest()  # from here SIGTERM / SIGINT end with a checkpoint at the end of the step, and no export
     with open(log_path, "a", encoding="utf-8") as log_file:
         while step < total and not stop.requested:
             if stage == 1 and step >= args.stage1_steps:
@@ -322,8 +323,9 @@ def main() -> None:
                 save()
     progress.close()
     if stop.requested:
-        save()
-        print(f"checkpoint saved at step {step} (stop requested)", flush=True)
+        if step > first_step:
+            save()
+        print(f"stopped at step {step}" + (" (checkpoint saved)" if step > first_step else ""), flush=True)
     elif args.name:
         export(student, task, args, log, time.time() - started)
 

@@ -11,8 +11,8 @@ MAX_ESCAPE = 2**31 - 1  # escape values lie in -MAX_ESCAPE..MAX_ESCAPE (a symmet
 
 def encode_escapes(values: np.ndarray) -> bytes:
     """Zigzag LEB128 of each value; a value the decoder would refuse (|v| > MAX_ESCAPE) is refused here too."""
-    values = np.asarray(values)
-    if values.size and int(np.abs(values.astype(np.int64)).max()) > MAX_ESCAPE:
+    values = np.asarray(values).astype(np.int64)
+    if values.size and (int(values.min()) < -MAX_ESCAPE or int(values.max()) > MAX_ESCAPE):  # no abs: INT64_MIN
         raise CodecError(f"a latent value is outside the codable range +-{MAX_ESCAPE}: the input cannot be coded")
     out = bytearray()
     for value in values.astype(np.int64).tolist():
