@@ -11,9 +11,9 @@ from codec.entropy.streams import LatentStreams
 from codec.image.base import VariableRateImageModel
 from codec.imageio import LoadedImage, from_pil, to_pil
 from codec.precision import use_bf16
-from codec.zoo import ModelCard, load_model
+from codec.zoo import DEFAULT_IMAGE_MODEL, ModelCard, load_model
 
-DEFAULT_MODEL = "ms-hyperprior"
+DEFAULT_MODEL = DEFAULT_IMAGE_MODEL
 
 
 def prepared_model(name: str, fast: bool | None = None) -> tuple[VariableRateImageModel, ModelCard]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from codec import bitstream
 from codec.errors import CodecError
+from codec.zoo import DEFAULT_IMAGE_MODEL
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
-DEFAULT_IMAGE_MODEL = "ms-hyperprior"
 
 
 def _model_names(kind: str) -> list[str]:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from codec.errors import CodecError
 from codec.registry import create_model, family_kind
 
+DEFAULT_IMAGE_MODEL = "mean-scale-context"  # the best shipped image model on Kodak (tools/eval_image.py)
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
