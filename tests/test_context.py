@@ -53,7 +53,7 @@ def _context_model(seed: int = 0, active: bool = True):
     torch.manual_seed(seed)
     model = create_model("mean-scale-context", lambdas=LAMBDAS, n=32, m=48).eval()
     if active:  # a trained model's context heads are not zero; make these do something
-        for group in model.context.group_parameters:
+        for group in model.latent_codec.y.group_parameters:
             torch.nn.init.normal_(group.head[-1].weight, std=0.05)
     model.update()
     return model
@@ -61,8 +61,8 @@ def _context_model(seed: int = 0, active: bool = True):
 
 def test_default_groups_follow_elic():
     model = create_model("mean-scale-context", lambdas=LAMBDAS)
-    assert model.context.groups == (16, 16, 32, 64, 64)
-    assert _context_model().context.groups == (4, 4, 8, 16, 16)
+    assert model.latent_codec.y.groups == (16, 16, 32, 64, 64)
+    assert _context_model().latent_codec.y.groups == (4, 4, 8, 16, 16)
     with pytest.raises(ValueError, match="add up"):
         create_model("mean-scale-context", lambdas=LAMBDAS, n=32, m=48, groups=(8, 8))
 
@@ -73,9 +73,8 @@ def test_decoder_rebuilds_every_mean_the_encoder_used(photo):
     gain, _ = model.gains(model.quality_tensor(1.0))
     with torch.no_grad():
         y = model.analysis(model.pad(photo)) * gain
-        z = model.h_a(y)
-    sections = model.encode_hyper(y, z)
-    y_hat = model.decode_hyper(sections, tuple(y.shape), tuple(z.shape))
+    streams = model.latent_codec.compress(y)
+    y_hat = model.latent_codec.decompress(streams)
     assert (y_hat - y).abs().max() <= 0.5 + 1e-4
 
 
@@ -103,26 +102,26 @@ def test_large_latents_run_the_context_nets_in_tiles_with_identical_parameters(p
     gain, _ = model.gains(model.quality_tensor(1.5))
     with torch.no_grad():
         y = model.analysis(model.pad(photo)) * gain
-        scales, means = model.hyper_parameters(model.h_a(y))
+        scales, means = model.latent_codec.hyper_parameters(model.latent_codec.h_a(y))
     scales, means = scales * 3, means + 2 * y  # larger parameters than an untrained h_s gives: every tap matters
 
     def parameters(tile: int, halo: int) -> list[tuple[np.ndarray, torch.Tensor]]:
-        model.context.exact_tile, model.context.exact_halo = tile, halo
+        model.latent_codec.y.exact_tile, model.latent_codec.y.exact_halo = tile, halo
         seen = []
 
         def record(indices, pass_means, mask, part):
             seen.append((indices, pass_means))
             return torch.round(y[:, part][mask].double() - pass_means).long().numpy()
 
-        model.context._passes(scales, means, model.table_tensors["scale_table"], record)
+        model.latent_codec.y._passes(scales, means, record)
         return seen
 
     whole, tiles, narrow = parameters(64, 2), parameters(3, 2), parameters(3, 1)
     assert all(np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(whole, tiles))
     assert not all(torch.equal(a[1], b[1]) for a, b in zip(whole, narrow))
     in_tiles = _context_model(seed=5)
-    in_tiles.context.exact_tile = 3
-    model.context.exact_tile, model.context.exact_halo = 64, 2
+    in_tiles.latent_codec.y.exact_tile = 3
+    model.latent_codec.y.exact_tile, model.latent_codec.y.exact_halo = 64, 2
     streams = model.compress(photo, 1.5)
     assert in_tiles.compress(photo, 1.5).sections == streams.sections
     assert torch.equal(in_tiles.decompress(streams, 1.5, 70, 90), model.decompress(streams, 1.5, 70, 90))
@@ -143,7 +142,7 @@ def test_a_fresh_context_model_codes_like_the_mean_scale_model_it_starts_from(ph
     """The context heads start at zero, so a model initialised from mean-scale weights decodes the same pixels."""
     context = _context_model(seed=5, active=False)
     mean_scale = create_model("mean-scale", lambdas=LAMBDAS, n=32, m=48).eval()
-    mean_scale.load_state_dict({k: v for k, v in context.state_dict().items() if not k.startswith("context.")})
+    mean_scale.load_state_dict({k: v for k, v in context.state_dict().items() if ".group_parameters." not in k})
     mean_scale.update()
     ours, theirs = context.compress(photo, 1.0), mean_scale.compress(photo, 1.0)
     assert torch.equal(context.decompress(ours, 1.0, 70, 90), mean_scale.decompress(theirs, 1.0, 70, 90))

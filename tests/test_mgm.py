@@ -6,8 +6,10 @@ import torch
 
 from codec.errors import CodecError
 from codec.entropy.streams import LatentStreams
-from codec.image import mgm
-from codec.image.mgm import MultiCodebookModel, ProductQuantizer
+from codec.entropy.cascade import parent_codes
+from codec.image.mgm import MultiCodebookModel
+from codec.nn import product_quantizer
+from codec.nn.product_quantizer import LOG2, ProductQuantizer
 
 
 def _model(residual: bool = False) -> MultiCodebookModel:
@@ -62,21 +64,22 @@ def test_the_residual_encoder_writes_the_cheapest_of_the_nearest_codewords(monke
     model.update()
     image = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        monkeypatch.setattr(mgm, "DISTORTION_WEIGHT", 0.0)
+        monkeypatch.setattr(product_quantizer, "DISTORTION_WEIGHT", 0.0)
         cheapest = model(image, torch.tensor([1.0, 1.0]))["bits"]
-        monkeypatch.setattr(mgm, "CANDIDATES", 1)
+        monkeypatch.setattr(product_quantizer, "CANDIDATES", 1)
         nearest = model(image, torch.tensor([1.0, 1.0]))["bits"]
-        monkeypatch.setattr(mgm, "CANDIDATES", model.codewords)
-        monkeypatch.setattr(mgm, "DISTORTION_WEIGHT", 16.0)
-        quantizer, y = model.fine[1], model.analysis(image) * model.gains(torch.tensor([1.0, 1.0]))[0]
-        coarse = model.coarse.quantize(model.h_a(y))
-        chosen = model.fine_indices(1, y, coarse)
+        monkeypatch.setattr(product_quantizer, "CANDIDATES", model.latent_codec.codewords)
+        monkeypatch.setattr(product_quantizer, "DISTORTION_WEIGHT", 16.0)
+        prior = model.latent_codec
+        quantizer, y = prior.fine[1], model.analysis(image) * model.gains(torch.tensor([1.0, 1.0]))[0]
+        coarse = prior.coarse.quantize(prior.h_a(y))
+        chosen = prior.fine_indices(1, y, coarse)
     assert (cheapest <= nearest + 1e-3).all() and (cheapest < nearest).any()
     assert not torch.equal(chosen, quantizer.quantize(y))
-    parents = mgm.parent_codes(coarse, model.groups[1], *y.shape[-2:])
-    every = torch.arange(model.codewords).view(1, 1, -1, 1, 1).expand(2, quantizer.groups, -1, *y.shape[-2:])
-    log_pmf = model._log_pmf(model.transition_counts(1)).double()
-    index_bits = -log_pmf[torch.arange(quantizer.groups).view(1, -1, 1, 1, 1), parents[:, :, None], every] / mgm.LOG2
+    parents = parent_codes(coarse, model.groups[1], *y.shape[-2:])
+    every = torch.arange(prior.codewords).view(1, 1, -1, 1, 1).expand(2, quantizer.groups, -1, *y.shape[-2:])
+    log_pmf = prior._log_pmf(prior.transition_counts(1)).double()
+    index_bits = -log_pmf[torch.arange(quantizer.groups).view(1, -1, 1, 1, 1), parents[:, :, None], every] / LOG2
     total = quantizer.choice_cost(y, every) + index_bits
     assert torch.equal(chosen, total.argmin(2))
 
@@ -107,12 +110,12 @@ def test_training_from_loaded_weights_keeps_their_codewords():
     trained(torch.rand(4, 3, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0]))
     fresh = _model(residual=True)
     torch.manual_seed(1)
-    fresh.fine[1].codebooks.data.normal_()  # a different random start than the trained model had
+    fresh.latent_codec.fine[1].codebooks.data.normal_()  # a different random start than the trained model had
     fresh.load_state_dict(trained.state_dict())
-    loaded = fresh.fine[1].codebooks.detach().clone()
+    loaded = fresh.latent_codec.fine[1].codebooks.detach().clone()
     fresh(torch.rand(4, 3, 64, 64), torch.tensor([1.0, 1.0, 1.0, 1.0]))
-    assert (fresh.fine[1].codebooks - loaded).abs().max() < 0.5 * loaded.abs().max()
-    assert torch.equal(fresh.fine[1].ema_sums / fresh.fine[1].ema_counts[..., None], fresh.fine[1].codebooks)
+    assert (fresh.latent_codec.fine[1].codebooks - loaded).abs().max() < 0.5 * loaded.abs().max()
+    assert torch.equal(fresh.latent_codec.fine[1].ema_sums / fresh.latent_codec.fine[1].ema_counts[..., None], fresh.latent_codec.fine[1].codebooks)
 
 
 def test_an_eager_threshold_reassigns_an_under_used_codeword_that_the_default_keeps():
@@ -132,8 +135,9 @@ def test_an_eager_threshold_reassigns_an_under_used_codeword_that_the_default_ke
 
 def test_the_coarse_level_reassigns_eagerly_and_its_size_is_configurable():
     model = MultiCodebookModel((0.002,), n=16, m=24, groups=(2,), codewords=16, hyper_codewords=5)
-    assert model.coarse.codewords == 5 and model.transition_counts(0).shape == (2, 5, 16)
-    assert model.coarse.dead_usage > model.fine[0].dead_usage
+    prior = model.latent_codec
+    assert prior.coarse.codewords == 5 and prior.transition_counts(0).shape == (2, 5, 16)
+    assert prior.coarse.dead_usage > prior.fine[0].dead_usage
 
 
 def test_only_the_coarse_codebooks_a_level_conditions_on_are_coded_and_older_streams_still_decode(monkeypatch):
@@ -147,7 +151,7 @@ def test_only_the_coarse_codebooks_a_level_conditions_on_are_coded_and_older_str
     assert [model.compress(image, q).shapes[1][1] for q in (0.0, 1.0)] == [1, 2]
     current = model.decompress(model.compress(image, 0.0), 0.0, 64, 64)
     with monkeypatch.context() as patch:  # the layout before: every coarse codebook coded at every level
-        patch.setattr(model, "coarse_used", lambda level: model.coarse.groups)
+        patch.setattr(model.latent_codec, "coarse_used", lambda level: model.latent_codec.coarse.groups)
         older = model.compress(image, 0.0)
     assert older.shapes[1][1] == 3
     assert torch.equal(model.decompress(older, 0.0, 64, 64), current)
@@ -159,7 +163,7 @@ def test_the_coarse_probe_trains_h_a_toward_the_fine_indices_and_leaves_g_a_to_t
                                hyper_groups=2, hyper_codewords=4, residual=True, coarse_probe=True)
     output = model(torch.rand(2, 3, 64, 64), torch.tensor([0.0, 1.0]))
     output["extra_loss"].backward()  # the coarse commitment and the probe's cross-entropy (residual: no fine VQ loss)
-    assert model.coarse_probe[1].weight.grad.abs().sum() > 0
-    assert model.h_a[0].weight.grad.abs().sum() > 0
+    assert model.latent_codec.coarse_probe[1].weight.grad.abs().sum() > 0
+    assert model.latent_codec.h_a[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None or not p.grad.any() for p in model.g_a.parameters())
-    assert "coarse_probe.1.weight" in model.state_dict()
+    assert "latent_codec.coarse_probe.1.weight" in model.state_dict()

@@ -92,9 +92,9 @@ def test_entropy_parameters_identical_across_threads_and_batch(tiny_models, fami
     model = tiny_models[family]
     z_hat = _z_batch(model)
     with threads(1):
-        single = [model.entropy_parameters(z_hat[i : i + 1]) for i in range(len(z_hat))]
+        single = [model.latent_codec.entropy_parameters(z_hat[i : i + 1]) for i in range(len(z_hat))]
     with threads(2):
-        batched = model.entropy_parameters(z_hat)
+        batched = model.latent_codec.entropy_parameters(z_hat)
     for i, (indices, means) in enumerate(single):
         assert torch.equal(indices[0], batched[0][i])
         assert torch.equal(means[0], batched[1][i])
@@ -104,13 +104,13 @@ def test_entropy_parameters_identical_in_a_separate_process(shipped_model_name):
     from codec.zoo import load_model
 
     model, _ = load_model(shipped_model_name)
-    here = _digest(*model.entropy_parameters(_z_batch(model, seed=5, batch=2)))
+    here = _digest(*model.latent_codec.entropy_parameters(_z_batch(model, seed=5, batch=2)))
     script = (
         "import torch, sys; sys.path.insert(0, 'tests'); torch.set_num_threads(1)\n"
         "from test_models import _z_batch, _digest\n"
         "from codec.zoo import load_model\n"
         f"model, _ = load_model({shipped_model_name!r})\n"
-        "print(_digest(*model.entropy_parameters(_z_batch(model, seed=5, batch=2))))\n"
+        "print(_digest(*model.latent_codec.entropy_parameters(_z_batch(model, seed=5, batch=2))))\n"
     )
     other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == here
@@ -149,9 +149,9 @@ def test_pixels_identical_at_any_thread_count(private_shipped_model, photo, fast
 def test_exact_hyper_synthesis_is_close_to_float(tiny_models):
     model = tiny_models["mean-scale"]
     z_hat = _z_batch(model, batch=1)
-    exact = model._exact_h_s(z_hat)
+    exact = model.latent_codec._exact_h_s(z_hat)
     with torch.no_grad():
-        floating = model.h_s(z_hat).double()
+        floating = model.latent_codec.h_s(z_hat).double()
     assert torch.allclose(exact, floating, atol=0.05 * float(floating.abs().max()) + 1e-3)
     assert np.isfinite(exact.numpy()).all()
 
@@ -184,10 +184,10 @@ def test_tiled_exact_entropy_parameters_are_identical(tiny_models, family):
     model = tiny_models[family]
     z_hat = _z_batch(model, batch=1)
     z_hat = torch.cat([z_hat] * 3, dim=-1)  # wider than one tile below
-    whole = model.entropy_parameters(z_hat)
+    whole = model.latent_codec.entropy_parameters(z_hat)
     try:
-        model.exact_tile, model.exact_halo = 2, 4
-        pieces = model.entropy_parameters(z_hat)
+        model.latent_codec.exact_tile, model.latent_codec.exact_halo = 2, 4
+        pieces = model.latent_codec.entropy_parameters(z_hat)
     finally:
-        model.exact_tile, model.exact_halo = type(model).exact_tile, type(model).exact_halo
+        del model.latent_codec.exact_tile, model.latent_codec.exact_halo
     assert torch.equal(whole[0], pieces[0]) and torch.equal(whole[1], pieces[1])

@@ -88,7 +88,60 @@ def test_module_lr_scale_gives_a_faster_group_and_is_kept(tmp_path, photo_folder
     assert state["module_lr_scale"] == {"gains": 10.0}
     assert sorted(group["scale"] for group in state["optimizer"]["param_groups"]) == [1.0, 10.0]
     bad = _train(tmp_path / "bad", photo_folder, 1, [sys.executable], ("--module-lr-scale", "nothing=3"))
-    assert bad.returncode != 0 and "top-level module" in bad.stderr
+    assert bad.returncode != 0 and "has no module named 'nothing'" in bad.stderr
+
+
+CONTEXT = ("--model", "mean-scale-context", "--context-groups", "4", "4", "8", "8", "--context-hidden", "8",
+           "--module-lr-scale", "context=10", "--lr", "1e-4")
+
+
+def _old_layout(state: dict) -> dict:
+    """A checkpoint as the trainer wrote it before the latent codec was a module (top-level h_a, h_s,
+    entropy_bottleneck, gaussian_conditional, context), its parameters listed in a shuffled order."""
+    old = {"latent_codec.y.gaussian_conditional.": "gaussian_conditional.", "latent_codec.y.": "context.",
+           "latent_codec.z.entropy_bottleneck.": "entropy_bottleneck.", "latent_codec.": ""}
+
+    def rename(name: str) -> str:
+        for new, before in old.items():
+            if name.startswith(new):
+                return before + name[len(new):]
+        return name
+
+    state["model"] = {rename(key): value for key, value in state["model"].items()}
+    state["module_lr_scale"] = {"context": 10.0}
+    moments = state["optimizer"]["state"]
+    shuffled, position = {}, 0
+    for group in state["optimizer"]["param_groups"]:
+        pairs = list(zip(group["names"], group["params"]))[::-1]  # reversed: only names can match moments now
+        group["names"], group["params"] = [rename(n) for n, _ in pairs], list(range(position, position + len(pairs)))
+        for (_, index), new_index in zip(pairs, group["params"]):
+            if index in moments:
+                shuffled[new_index] = moments[index]
+        position += len(pairs)
+    state["optimizer"]["state"] = shuffled
+    return state
+
+
+def test_a_checkpoint_from_before_latent_codecs_were_modules_resumes_exactly(tmp_path, photo_folder):
+    """The same next step from a checkpoint in today's layout and from that checkpoint in the old names and
+    parameter order: weights, learning-rate factors and Adam moments are all matched by name."""
+    import shutil
+
+    import torch
+
+    today, before = tmp_path / "today", tmp_path / "before"
+    first = _train(today, photo_folder, 2, [sys.executable], CONTEXT)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert torch.load(today / "checkpoint.pt", weights_only=True)["module_lr_scale"] == {"latent_codec.y": 10.0}
+    shutil.copytree(today, before)
+    torch.save(_old_layout(torch.load(before / "checkpoint.pt", weights_only=True)), before / "checkpoint.pt")
+    for run in (today, before):
+        result = _train(run, photo_folder, 3, [sys.executable], CONTEXT)
+        assert result.returncode == 0 and "resumed from step 2" in result.stdout, result.stderr[-2000:]
+    one, two = (torch.load(run / "checkpoint.pt", weights_only=True) for run in (today, before))
+    assert one["model"].keys() == two["model"].keys()
+    assert all(torch.equal(one["model"][key], two["model"][key]) for key in one["model"])
+    assert two["module_lr_scale"] == {"latent_codec.y": 10.0}
 
 
 def test_learning_rate_is_a_function_of_the_global_step():
@@ -189,8 +242,8 @@ def test_mgm_training_records_the_coarse_level_options(tmp_path, photo_folder):
     config = json.loads((out / "config.json").read_text())
     assert (config["hyper_codewords"], config["hyper_groups"], config["coarse_probe"]) == (4, 2, True)
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
-    assert state["coarse.codebooks"].shape[:2] == (2, 4)
-    assert "coarse_probe.1.weight" in state
+    assert state["latent_codec.coarse.codebooks"].shape[:2] == (2, 4)
+    assert "latent_codec.coarse_probe.1.weight" in state
 
 
 def test_train_only_g_s_gives_a_narrower_decoder_and_leaves_the_encoder_untouched(tmp_path, photo_folder):

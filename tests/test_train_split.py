@@ -96,7 +96,7 @@ def test_a_hyperprior_student_can_start_from_a_factorized_one(tmp_path):
     loaded, total = map(int, re.search(r"\((\d+) of (\d+) tensors; the rest start fresh\)", second.stdout).groups())
     assert 0 < loaded < total  # encoder, decoder and tail from the factorized student; h_a, h_s, z's prior fresh
     started = torch.load(tmp_path / "hyper" / "checkpoint.pt", weights_only=True)["model"]
-    assert any(key.startswith("h_a.") for key in started) and "encoder.0.weight" in started
+    assert any(key.startswith("latent_codec.h_a.") for key in started) and "encoder.0.weight" in started
 
 
 def test_a_stride_8_student_after_a_separate_stage_1_says_so_on_its_card(tmp_path):

@@ -50,7 +50,8 @@ def hyperprior_latents(model_name: str, images: int) -> Iterator[tuple[object, "
             x = load_image(path, 1 << 26).pixels
             gain, _ = model.gains(model.quality_tensor(card.default_quality))
             y = model.analysis(model.pad(x)) * gain
-            z = model.h_a(model._hyper_input(y))
+            prior = model.latent_codec
+            z = prior.h_a(prior.hyper_input(y))
             yield model, y, torch.round(z - medians) + medians
 
 
@@ -60,7 +61,7 @@ def kodak_workload(model_name: str, images: int) -> tuple[np.ndarray, np.ndarray
     all_symbols, all_indices = [], []
     with torch.no_grad():
         for model, y, z_hat in hyperprior_latents(model_name, images):
-            indices, means = model.entropy_parameters(z_hat)
+            indices, means = model.latent_codec.entropy_parameters(z_hat)
             all_symbols.append(torch.round(y.double() - means).long().numpy().ravel())
             all_indices.append(indices.numpy().ravel())
     return np.concatenate(all_symbols), np.concatenate(all_indices), model.tables["y"]
@@ -80,8 +81,9 @@ def boundary_report(model_name: str, images: int) -> None:
         for model, _, z_hat in hyperprior_latents(model_name, images):
             table = model.table_tensors["scale_table"].double()
             log_bounds = torch.log(table)
-            exact_scales, _ = model._split_parameters(model._exact_h_s(z_hat))
-            float_scales, _ = model._split_parameters(model.h_s(z_hat).double())
+            prior = model.latent_codec
+            exact_scales, _ = prior.split_parameters(prior._exact_h_s(z_hat))
+            float_scales, _ = prior.split_parameters(prior.h_s(z_hat).double())
             inside = exact_scales[(exact_scales > table[0]) & (exact_scales < table[-1])].log()
             distance = (inside.unsqueeze(-1) - log_bounds).abs().min(-1).values
             for threshold in near:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.api import prepared_model  # noqa: E402
-from codec.image.mgm import INDEX_SECTIONS, parent_codes  # noqa: E402
+from codec.entropy.cascade import INDEX_SECTIONS, parent_codes  # noqa: E402
 from codec.imageio import load_image  # noqa: E402
 from photos import kodak_photos  # noqa: E402
 from timing import best_of, cpu_description, speed_report  # noqa: E402
@@ -49,31 +49,32 @@ def usage_stats(counts: np.ndarray) -> dict:
 @torch.no_grad()
 def codebook_report(model, paths: list[Path]) -> dict:
     levels = {}
-    coded_coarse = max(model.coarse_used(level) for level in range(len(model.groups)))
-    coarse_counts = np.zeros((coded_coarse, model.hyper_codewords))
+    prior = model.latent_codec
+    coded_coarse = max(prior.coarse_used(level) for level in range(len(model.groups)))
+    coarse_counts = np.zeros((coded_coarse, prior.hyper_codewords))
     for level in range(len(model.groups)):
-        fine_counts = np.zeros((model.groups[level], model.codewords))
+        fine_counts = np.zeros((model.groups[level], prior.codewords))
         coded_bits = fixed_bits = conditional_bits = marginal_bits = 0.0
-        counts = model.transition_counts(level).double()  # [m, K_z, K]
+        counts = prior.transition_counts(level).double()  # [m, K_z, K]
         conditional = counts / counts.sum(-1, keepdim=True)
         marginal = counts.sum(1) / counts.sum(dim=(1, 2))[:, None]  # [m, K]
         for path in tqdm(paths, desc=f"codebooks level {level}", leave=False):
             pixels = load_image(path, 1 << 26).pixels
             gain, _ = model.gains(torch.tensor([float(level)]))
             y = model.analysis(model.pad(pixels)) * gain
-            coarse = model.coarse.quantize(model.h_a(y))[:, : model.coarse_used(level)]  # the codebooks coded
-            fine = model.fine_indices(level, y, coarse)  # the indices the encoder writes
+            coarse = prior.coarse.quantize(prior.h_a(y))[:, : prior.coarse_used(level)]  # the codebooks coded
+            fine = prior.fine_indices(level, y, coarse)  # the indices the encoder writes
             for group in range(model.groups[level]):
-                fine_counts[group] += np.bincount(fine[0, group].flatten().numpy(), minlength=model.codewords)
+                fine_counts[group] += np.bincount(fine[0, group].flatten().numpy(), minlength=prior.codewords)
             for group in range(coarse.shape[1]):
-                coarse_counts[group] += np.bincount(coarse[0, group].flatten().numpy(), minlength=model.hyper_codewords)
+                coarse_counts[group] += np.bincount(coarse[0, group].flatten().numpy(), minlength=prior.hyper_codewords)
             parents = parent_codes(coarse, model.groups[level], *fine.shape[-2:])[0]  # [m, H, W]
             codebook = torch.arange(model.groups[level]).view(-1, 1, 1)
             conditional_bits -= float(conditional[codebook, parents, fine[0]].log2().sum())
             marginal_bits -= float(marginal[codebook, fine[0]].log2().sum())
             streams = model.compress(pixels, float(level))
             coded_bits += 8 * sum(len(section) for section in streams.sections[-INDEX_SECTIONS:])
-            fixed_bits += fine.numel() * np.log2(model.codewords) + coarse.numel() * np.log2(model.hyper_codewords)
+            fixed_bits += fine.numel() * np.log2(prior.codewords) + coarse.numel() * np.log2(prior.hyper_codewords)
         levels[level] = {"codebooks": model.groups[level], **usage_stats(fine_counts),
                          "coded_bits_over_fixed_length": coded_bits / fixed_bits,
                          "conditioning_saves": 1 - conditional_bits / marginal_bits}

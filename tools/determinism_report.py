@@ -64,7 +64,7 @@ def main() -> None:
         z_shape = streams.shapes[1]
         z_hat = decode_factorized(streams.sections[2], streams.sections[3], z_shape, model.tables["z"],
                                   model.table_tensors["z_medians"])
-        one, two = (with_threads(t, lambda: model.entropy_parameters(z_hat)) for t in (1, 2))
+        one, two = (with_threads(t, lambda: model.latent_codec.entropy_parameters(z_hat)) for t in (1, 2))
         counts["entropy_parameter_mismatch_threads"] += int(not (torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])))
         counts["elements"] += one[0].numel()
         z_hats.append((z_hat, one))
@@ -77,14 +77,14 @@ def main() -> None:
     for group in by_shape.values():
         for start in range(0, len(group), 8):
             chunk = group[start : start + 8]
-            indices, means = model.entropy_parameters(torch.cat([z for z, _ in chunk]))
+            indices, means = model.latent_codec.entropy_parameters(torch.cat([z for z, _ in chunk]))
             for row, (_, reference) in enumerate(chunk):
                 same = torch.equal(indices[row], reference[0][0]) and torch.equal(means[row], reference[1][0])
                 counts["entropy_parameter_mismatch_batch8"] += int(not same)
     if torch.cuda.is_available():
         model.to("cuda")
         counts["entropy_parameter_mismatch_cuda"] = sum(
-            int(not torch.equal(model.entropy_parameters(z.cuda())[0].cpu(), reference[0])) for z, reference in z_hats)
+            int(not torch.equal(model.latent_codec.entropy_parameters(z.cuda())[0].cpu(), reference[0])) for z, reference in z_hats)
         model.to("cpu")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(counts, indent=1))

@@ -69,11 +69,11 @@ def server_decoder(model: str) -> ServerDecoder:
     return ServerDecoder(model)
 
 
-def decode_any(data: bytes) -> None:
+def decode_any(data: bytes, max_pixels: int = FUZZ_MAX_PIXELS) -> None:
     """What a user or a server would run on these bytes: decode_image for images, the server for features."""
-    container = bitstream.parse(data, max_pixels=FUZZ_MAX_PIXELS)
+    container = bitstream.parse(data, max_pixels=max_pixels)
     if container.kind == "image":
-        decode_image(data, max_pixels=FUZZ_MAX_PIXELS)
+        decode_image(data, max_pixels=max_pixels)
     else:
         server_decoder(container.model).decode(data)
 

@@ -26,7 +26,8 @@ def model_from_run(run: Path) -> tuple[torch.nn.Module, dict]:
     model = create_model(family, **model_config)
     state = torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")
     own = model.state_dict()
-    model.load_state_dict({key: value for key, value in state["model"].items() if key in own})  # drops training-only buffers
+    weights = model.upgrade_state_dict(state["model"])  # names from before the latent codec was a module
+    model.load_state_dict({key: value for key, value in weights.items() if key in own})  # drops training-only buffers
     model.eval()
     model.update()
     return model, state

@@ -107,14 +107,31 @@ def extend_schedule(schedule: list[list[float]], step: int, lr: float | None) ->
     return [*schedule, [step, lr]]
 
 
+def module_name(name: str, model: torch.nn.Module, option: str) -> str:
+    """A module of the model by its dotted name (names from before the latent codec was a module, e.g. "context",
+    mean their place now, e.g. "latent_codec.y")."""
+    name = model.upgrade_name(name) if hasattr(model, "upgrade_name") else name
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        raise SystemExit(f"{option}: {type(model).__name__} has no module named {name!r}") from None
+    return name
+
+
+def owned_by(parameter_name: str, modules: list[str] | dict[str, float]) -> str | None:
+    """The longest of `modules` (dotted names) that owns this parameter, if any."""
+    owners = [m for m in modules if parameter_name == m or parameter_name.startswith(m + ".")]
+    return max(owners, key=len) if owners else None
+
+
 def parse_module_scales(pairs: list[str], model: torch.nn.Module) -> dict[str, float]:
-    """["context=10", ...] -> {"context": 10.0}; each name must be a top-level module of the model."""
+    """["context=10", ...] -> {"latent_codec.y": 10.0}: learning-rate factors for modules of the model."""
     scales = {}
     for pair in pairs:
         name, _, factor = pair.partition("=")
-        if not isinstance(getattr(model, name, None), torch.nn.Module) or not factor:
-            raise SystemExit(f"--module-lr-scale {pair!r}: expected MODULE=FACTOR with a top-level module of the model")
-        scales[name] = float(factor)
+        if not factor:
+            raise SystemExit(f"--module-lr-scale {pair!r}: expected MODULE=FACTOR")
+        scales[module_name(name, model, "--module-lr-scale")] = float(factor)
     return scales
 
 
@@ -122,23 +139,55 @@ def parameter_groups(named: list[tuple[str, torch.nn.Parameter]], scales: dict[s
     """One optimizer group per distinct learning-rate factor (the model's other parameters: factor 1)."""
     groups: dict[float, list[tuple[str, torch.nn.Parameter]]] = {}
     for name, parameter in named:
-        groups.setdefault(scales.get(name.split(".")[0], 1.0), []).append((name, parameter))
+        owner = owned_by(name, scales)
+        groups.setdefault(scales[owner] if owner else 1.0, []).append((name, parameter))
     return [{"params": [p for _, p in pairs], "names": [n for n, _ in pairs], "scale": scale}
             for scale, pairs in sorted(groups.items())]
+
+
+def upgrade_checkpoint(state: dict, model: torch.nn.Module) -> None:
+    """A checkpoint from before the latent codec was a module, in today's names: weights, learning-rate factors and
+    the optimizer's parameter names (its moments are matched by name when loaded: `align_optimizer_state`)."""
+    if not hasattr(model, "upgrade_state_dict"):
+        return
+    state["model"] = model.upgrade_state_dict(state["model"])
+    if "module_lr_scale" in state:
+        state["module_lr_scale"] = {model.upgrade_name(k): v for k, v in state["module_lr_scale"].items()}
+    for group in state["optimizer"]["param_groups"]:
+        if "names" in group:
+            group["names"] = [model.upgrade_name(name) for name in group["names"]]
+
+
+def align_optimizer_state(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """`saved` (an optimizer state dict with parameter names) re-indexed to `optimizer`'s parameters by name and
+    learning-rate group, so moments follow their parameters whatever order the model lists them in; parameters the
+    saved state lacks start without moments."""
+    by_name = {name: index for group in saved["param_groups"] for name, index in zip(group.get("names", []), group["params"])}
+    saved_groups = {group.get("scale"): group for group in saved["param_groups"]}
+    state, groups, position = {}, [], 0
+    for group in optimizer.param_groups:
+        indices = []
+        for name in group["names"]:
+            if by_name.get(name) in saved["state"]:
+                state[position] = saved["state"][by_name[name]]
+            indices.append(position)
+            position += 1
+        hyper = {k: v for k, v in saved_groups.get(group["scale"], group).items() if k not in ("params", "names")}
+        groups.append({**hyper, "names": group["names"], "params": indices})
+    return {"state": state, "param_groups": groups}
 
 
 GAIN_TABLES = ("gains.log_gain", "gains.log_inverse_gain")
 
 
 def change_levels(state: dict, run_lambdas: list[float], lambdas: list[float], optimizer_names: list[str],
-                  model_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+                  model_shapes: dict[str, tuple[int, ...]]) -> None:
     """Resume a run with a different set of rate levels: the gain tables are remapped in log-lambda (as for
     --init-lambdas) and their Adam moments restart; every other tensor and moment carries on. Recorded in the run."""
     state["model"] = remap_gain_levels(state["model"], run_lambdas, lambdas)
     if len(lambdas) != len(run_lambdas):
-        own = model_shapes or {}
         reshaped = sorted(key for key, value in state["model"].items()
-                          if key in own and tuple(value.shape) != own[key] and key not in GAIN_TABLES)
+                          if key in model_shapes and tuple(value.shape) != model_shapes[key] and key not in GAIN_TABLES)
         if reshaped:
             raise SystemExit(f"this model has per-level tensors besides the gains ({', '.join(reshaped[:3])}, ...): "
                              "its rate levels cannot change on resume")
@@ -184,7 +233,7 @@ def training_mode(model: torch.nn.Module, train_only: list[str] | None) -> None:
     so frozen quantizers keep their codebooks and index counts and the coded rate does not move)."""
     model.train(not train_only)
     for name in train_only or []:
-        getattr(model, name).train()
+        model.get_submodule(name).train()
 
 
 def remap_gain_levels(weights: dict[str, torch.Tensor], old_lambdas: list[float],
@@ -334,20 +383,20 @@ def main() -> None:
     if args.context_hidden:
         config["context_hidden"] = args.context_hidden
     model = create_model(args.model, **config).to(device)
-    for name in args.train_only or []:
-        if not isinstance(getattr(model, name, None), torch.nn.Module):
-            raise SystemExit(f"--train-only: {args.model} has no module named {name!r}")
+    args.train_only = [module_name(name, model, "--train-only") for name in args.train_only or []]
     if args.train_only:
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name.split(".")[0] in args.train_only)
+            parameter.requires_grad_(owned_by(name, args.train_only) is not None)
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)
     trainable = [(name, p) for name, p in model.named_parameters()
-                 if not args.train_only or name.split(".")[0] in args.train_only]
+                 if not args.train_only or owned_by(name, args.train_only) is not None]
     main_named = [(name, p) for name, p in trainable if not name.endswith(".quantiles")]
     main_params = [p for _, p in main_named]
     aux_params = [p for name, p in trainable if name.endswith(".quantiles")]
     state = load_checkpoint(args.out, device)
+    if state is not None:
+        upgrade_checkpoint(state, model)
     lr_scales = state.get("module_lr_scale", {}) if state else parse_module_scales(args.module_lr_scale, model)
     optimizer = torch.optim.Adam(parameter_groups(main_named, lr_scales), lr=args.lr or 1e-4)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
@@ -357,6 +406,8 @@ def main() -> None:
     levels_changed = False
     cpu_seconds = 0.0
     if state is not None:
+        if all("names" in group for group in state["optimizer"]["param_groups"]):
+            state["optimizer"] = align_optimizer_state(state["optimizer"], optimizer)
         trained_lambdas = run_lambdas(state, args.out)
         if trained_lambdas != list(args.lambdas):
             change_levels(state, trained_lambdas, list(args.lambdas),

@@ -242,9 +242,10 @@ def main() -> None:
                       if not n.startswith(("tail.", "teacher.")) and not n.endswith("quantiles")]
         else:
             student.encoder.requires_grad_(False)
-            student.entropy_bottleneck.requires_grad_(False)
+            student.latent_codec.requires_grad_(False)
             params = list(student.decoder.parameters())
-        aux = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=1e-3) if trains_coding else None
+        quantiles = [p for n, p in student.latent_codec.named_parameters() if n.endswith("quantiles")]
+        aux = torch.optim.Adam(quantiles, lr=1e-3) if trains_coding else None
         if stage == 1:
             student.tail.requires_grad_(False)
             return torch.optim.Adam(params, lr=args.lr), aux

@@ -52,6 +52,8 @@ def init_from_weights(model: torch.nn.Module, run: Path, weights_path: Path,
     if record:
         run_init_record(run, weights_path)
     weights = load_trained_weights(weights_path)
+    if hasattr(model, "upgrade_state_dict"):  # names from before the latent codec was a module
+        weights = model.upgrade_state_dict(weights)
     own = model.state_dict()
     if adapt is not None:
         weights = adapt(weights, own)

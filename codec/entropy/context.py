@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from codec.entropy.coder import PassDecoder, encode_passes
-from codec.entropy.gaussian import scale_indices
-from codec.entropy.tables import TableSet
+from codec.entropy.gaussian import GaussianConditionalLatentCodec
 from codec.errors import CodecError
 from codec.nn.exact import ExactSequential
+from codec.nn.quantize import ste_round
 from codec.nn.tiling import tiled
 
 DEFAULT_GROUPS = (16, 16, 32, 64, 64)  # ELIC's uneven split of 192 channels
@@ -66,8 +66,9 @@ class ExactGroupParameters:
         self.head = ExactSequential(group.head)
 
 
-class ChannelCheckerboardContext(nn.Module):
-    """Context model of a y with `sum(groups)` channels; see the module docstring."""
+class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
+    """y of `sum(groups)` channels coded given the hyperprior's (scale, mean) and its own context; see the module
+    docstring. Plugs into `HyperpriorLatentCodec` in place of the plain Gaussian conditional."""
 
     def __init__(self, groups: tuple[int, ...] = DEFAULT_GROUPS, hidden: int = 128) -> None:
         super().__init__()
@@ -82,13 +83,20 @@ class ChannelCheckerboardContext(nn.Module):
     def channels(self) -> int:
         return sum(self.groups)
 
-    def freeze(self) -> None:
-        """Build the exact evaluators from the current weights (call after training, as `update()` does)."""
+    def _after_tables_loaded(self) -> None:
+        """Build the exact evaluators from the current weights (after training: `update()` or loading tables)."""
         self._exact = [ExactGroupParameters(group) for group in self.group_parameters]
 
     # --- training ------------------------------------------------------------------------------------------
-    def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
-                quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> dict:
+        """Likelihoods and y_hat (straight-through rounding around the refined means), every group conditioned on
+        y_hat as the decoder will see it."""
+        scales, means, y_hat = self.refine(y, scales, means, lambda part, mu: ste_round(part - mu) + mu)
+        _, likelihoods = self.gaussian_conditional(y, scales, means=means)
+        return {"y_hat": y_hat, "likelihoods": {"y": likelihoods}}
+
+    def refine(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
+               quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """(scales, means, y_hat) for the whole latent, every group conditioned as the decoder will see it.
 
         `quantize(y, means)` gives y_hat (e.g. straight-through rounding of y - means, plus means)."""
@@ -133,12 +141,11 @@ class ChannelCheckerboardContext(nn.Module):
         return exact.head(hidden)
 
     @torch.no_grad()
-    def _passes(self, scales: torch.Tensor, means: torch.Tensor, scale_table: torch.Tensor,
+    def _passes(self, scales: torch.Tensor, means: torch.Tensor,
                 code: Callable[[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor], np.ndarray]) -> torch.Tensor:
         """Walk the 2 x groups passes; `code(indices, means, mask, part)` codes one pass (returns its symbols at the
         mask's positions, as the decoder reads them). Returns y_hat (float64)."""
-        if self._exact is None:
-            raise RuntimeError("context model not frozen: call update() or load the weights")
+        self.check_ready()
         if scales.shape[1] != self.channels:
             raise CodecError(f"corrupt bitstream: latent has {scales.shape[1]} channels, context model {self.channels}")
         scales, means = scales.double(), means.double()
@@ -155,15 +162,14 @@ class ChannelCheckerboardContext(nn.Module):
                     delta = self._exact_delta(exact, *inputs)
                 scale_k, mean_k = self._refine(delta, scales[:, part], means[:, part])
                 mask = (anchors if is_anchor_pass else ~anchors).expand_as(mean_k)
-                indices = scale_indices(scale_k, scale_table)
+                indices = self.scale_indices(scale_k)
                 symbols = code(indices[mask].numpy(), mean_k[mask], mask, part)
                 y_hat[:, part][mask] = torch.from_numpy(symbols).double() + mean_k[mask]  # a view: fills y_hat
         return y_hat
 
     @torch.no_grad()
-    def encode(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor, scale_table: torch.Tensor,
-               tables: TableSet) -> tuple[bytes, bytes]:
-        """Code y given the hyperprior's (float64, exact) scales and means; returns (ANS stream, escapes)."""
+    def encode(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> list[bytes]:
+        """[ANS stream, escapes] of y given the hyperprior's (float64, exact) scales and means."""
         y = y.double()
         passes: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -172,14 +178,14 @@ class ChannelCheckerboardContext(nn.Module):
             passes.append((symbols, indices))
             return symbols
 
-        self._passes(scales, means, scale_table, code)
-        return encode_passes(passes, tables)
+        self._passes(scales, means, code)
+        return list(encode_passes(passes, self.tables["y"]))
 
     @torch.no_grad()
-    def decode(self, stream: bytes, escapes: bytes, scales: torch.Tensor, means: torch.Tensor,
-               scale_table: torch.Tensor, tables: TableSet) -> torch.Tensor:
+    def decode(self, sections: list[bytes], scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         """Inverse of `encode`: y_hat (float32)."""
-        decoder = PassDecoder(stream, escapes, tables)
-        y_hat = self._passes(scales, means, scale_table, lambda indices, *_: decoder.decode(indices))
+        self.check_ready()
+        decoder = PassDecoder(*sections, self.tables["y"])
+        y_hat = self._passes(scales, means, lambda indices, *_: decoder.decode(indices))
         decoder.finish()
         return y_hat.float()

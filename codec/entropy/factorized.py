@@ -9,10 +9,14 @@ import math
 
 import numpy as np
 import torch
-from codec._compressai import EntropyBottleneck
+from codec._compressai import EntropyBottleneck, entropy_bottleneck
 
 from codec.entropy.coder import decode_symbols, encode_symbols
+from codec.entropy.latent_codec import LatentCodec
+from codec.entropy.streams import LatentStreams
 from codec.entropy.tables import TableSet
+from codec.errors import CodecError
+from codec.nn.quantize import ste_round
 
 MAX_HALF_WIDTH = 1024
 
@@ -57,10 +61,37 @@ def decode_factorized(stream: bytes, escapes: bytes, shape: tuple[int, ...], tab
     return torch.from_numpy(symbols).float() + medians.view(1, -1, 1, 1)
 
 
-class FactorizedLatent:
-    """Mixin for models whose latent "y" is coded with `self.entropy_bottleneck` (one table per channel)."""
+class FactorizedLatentCodec(LatentCodec):
+    """A latent coded with one learned density per channel (Ballé et al. 2017 / 2018): CompressAI's
+    `EntropyBottleneck` in training, per-channel integer tables (named `name`) and medians when coding.
 
-    table_names = ("y",)
+    `straight_through`: the training-time y_hat is round(y - median) + median with a straight-through gradient (a
+    latent the decoder reconstructs from); otherwise the bottleneck's own noisy / rounded output (a hyper-latent)."""
+
+    section_names = ("ans", "escapes")
+
+    def __init__(self, channels: int, name: str = "y", straight_through: bool = True) -> None:
+        super().__init__()
+        self.name = name
+        self.table_names = (name,)
+        self.table_tensor_names = (f"{name}_medians",)
+        self.straight_through = straight_through
+        self.entropy_bottleneck = entropy_bottleneck(channels)
+
+    @property
+    def channels(self) -> int:
+        return self.entropy_bottleneck.channels
+
+    def medians(self) -> torch.Tensor:
+        """[1, C, 1, 1] training-time medians (detached): the centres y is rounded around."""
+        return self.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
+
+    def forward(self, y: torch.Tensor) -> dict:
+        y_hat, likelihoods = self.entropy_bottleneck(y)
+        if self.straight_through:
+            medians = self.medians()
+            y_hat = ste_round(y - medians) + medians
+        return {"y_hat": y_hat, "likelihoods": {self.name: likelihoods}}
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
@@ -69,5 +100,25 @@ class FactorizedLatent:
     def update(self) -> None:
         """Freeze the per-channel integer tables and the medians symbols are centred on."""
         tables, medians = build_factorized_tables(self.entropy_bottleneck)
-        self.tables = {"y": tables}
-        self.table_tensors = {"y_medians": medians}
+        self.tables = {self.name: tables}
+        self.table_tensors = {f"{self.name}_medians": medians}
+
+    @torch.no_grad()
+    def encode(self, y: torch.Tensor) -> tuple[torch.Tensor, list[bytes]]:
+        """(y_hat, [ANS stream, escapes])."""
+        self.check_ready()
+        y_hat, stream, escapes = encode_factorized(y, self.tables[self.name], self.table_tensors[f"{self.name}_medians"])
+        return y_hat, [stream, escapes]
+
+    @torch.no_grad()
+    def decode(self, sections: list[bytes], shape: tuple[int, ...]) -> torch.Tensor:
+        self.check_ready()
+        return decode_factorized(*sections, shape, self.tables[self.name], self.table_tensors[f"{self.name}_medians"])
+
+    def compress(self, y: torch.Tensor) -> LatentStreams:
+        return LatentStreams(self.encode(y)[1], [tuple(y.shape)])
+
+    def decompress(self, streams: LatentStreams) -> torch.Tensor:
+        if len(streams.sections) != 2 or len(streams.shapes) != 1:
+            raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, a factorized latent writes 2")
+        return self.decode(streams.sections, tuple(streams.shapes[0]))

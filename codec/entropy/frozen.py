@@ -10,6 +10,7 @@ class FrozenTables:
     """Mixin: `update()` builds `tables` (name -> TableSet) and `table_tensors`; they are saved with the weights."""
 
     table_names: tuple[str, ...] = ()
+    table_tensor_names: tuple[str, ...] | None = None  # the other tensors it keeps (None: all the rest it is given)
 
     def init_tables(self) -> None:
         self.tables: dict[str, TableSet] = {}
@@ -27,7 +28,9 @@ class FrozenTables:
     def load_table_state(self, state: dict[str, torch.Tensor]) -> None:
         self.tables = {name: TableSet.from_tensors(state, name) for name in self.table_names}
         known = {f"{name}_{part}" for name in self.table_names for part in ("counts", "lengths", "offsets")}
-        self.table_tensors = {key: value for key, value in state.items() if key not in known}
+        wanted = self.table_tensor_names
+        self.table_tensors = {key: value for key, value in state.items()
+                              if key not in known and (wanted is None or key in wanted)}
         self._after_tables_loaded()
 
     def _after_tables_loaded(self) -> None:

@@ -12,7 +12,13 @@ import numpy as np
 import torch
 from scipy.special import ndtr, ndtri
 
+from codec._compressai import gaussian_conditional
+from codec.entropy.coder import decode_symbols, encode_symbols
+from codec.entropy.latent_codec import LatentCodec
+from codec.entropy.streams import LatentStreams
 from codec.entropy.tables import TableSet
+from codec.errors import CodecError
+from codec.nn.quantize import ste_round
 
 SCALE_BOUND = 0.11
 NUM_SCALES = 64
@@ -42,3 +48,57 @@ def scale_indices(scales: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Index of the smallest table scale >= each predicted scale (clamped to the table); exact, elementwise."""
     scales = scales.double().contiguous()
     return torch.bucketize(scales, table.double().to(scales.device)).clamp_(max=len(table) - 1)
+
+
+class GaussianConditionalLatentCodec(LatentCodec):
+    """y coded given a scale and a mean per element from elsewhere (a hyperprior): CompressAI's `GaussianConditional`
+    for training-time likelihoods; when coding, round(y - mean) under the table of the scale's index.
+
+    Scales and means must be computed exactly (bit-identical on encoder and decoder), e.g. by an exact h_s."""
+
+    section_names = ("ans", "escapes")
+    table_names = ("y",)
+    table_tensor_names = ("scale_table",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gaussian_conditional = gaussian_conditional()
+
+    def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> dict:
+        """Likelihoods under noise (CompressAI) and y_hat = round(y - mean) + mean with a straight-through gradient
+        (the "mixed" quantization: noise for the rate, rounding for the synthesis)."""
+        _, likelihoods = self.gaussian_conditional(y, scales, means=means)
+        return {"y_hat": ste_round(y - means) + means, "likelihoods": {"y": likelihoods}}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """The 64 Gaussian tables of `default_scale_table` (fixed: they do not depend on training)."""
+        scale_table = default_scale_table()
+        self.tables = {"y": build_gaussian_tables(scale_table)}
+        self.table_tensors = {"scale_table": torch.from_numpy(scale_table)}
+        self._after_tables_loaded()
+
+    def scale_indices(self, scales: torch.Tensor) -> torch.Tensor:
+        return scale_indices(scales, self.table_tensors["scale_table"])
+
+    @torch.no_grad()
+    def encode(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> list[bytes]:
+        """[ANS stream, escapes] of y, each element under the Gaussian of its scale index and mean (float64)."""
+        self.check_ready()
+        symbols = torch.round(y.double() - means).long().numpy()
+        return list(encode_symbols(symbols, self.scale_indices(scales).numpy(), self.tables["y"]))
+
+    @torch.no_grad()
+    def decode(self, sections: list[bytes], scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """Inverse of `encode`: y_hat (float32) shaped like `means`."""
+        self.check_ready()
+        symbols = decode_symbols(*sections, self.scale_indices(scales).numpy(), self.tables["y"])
+        return (torch.from_numpy(symbols).double() + means).float()
+
+    def compress(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> LatentStreams:
+        return LatentStreams(self.encode(y, scales, means), [tuple(y.shape)])
+
+    def decompress(self, streams: LatentStreams, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        if len(streams.sections) != 2:
+            raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, a Gaussian latent writes 2")
+        return self.decode(streams.sections, scales, means)

@@ -1,91 +1,128 @@
-"""Hyperprior coding of a latent y: a factorized hyper-latent z, then y with Gaussian tables whose scale index and
-mean come from z_hat through an exactly evaluated h_s (Ballé et al. ICLR 2018; Minnen et al. NeurIPS 2018).
+"""Hyperprior latent codec: a factorized hyper-latent z, then y under Gaussians whose scale (and mean) come from
+z_hat through an exactly evaluated h_s (Ballé et al. ICLR 2018; Minnen et al. NeurIPS 2018).
 
-Shared by the image hyperprior models and the split-computing students; the model supplies `h_s`,
-`entropy_bottleneck` (for z) and `_split_parameters` (h_s output -> scales, means).
+    y -> h_a -> z -> [factorized tables] -> z_hat -> exact h_s -> scale, mean -> y codec (Gaussian, or context)
+
+Used by the image hyperprior models (the context model plugs its own y codec in) and the split-computing students.
 """
 from __future__ import annotations
 
 from fractions import Fraction
 
 import torch
+from torch import nn
 
-from codec.entropy.coder import decode_symbols, encode_symbols
-from codec.entropy.factorized import build_factorized_tables, decode_factorized, encode_factorized
-from codec.entropy.gaussian import build_gaussian_tables, default_scale_table, scale_indices
+from codec.entropy.factorized import FactorizedLatentCodec
+from codec.entropy.gaussian import GaussianConditionalLatentCodec
+from codec.entropy.latent_codec import LatentCodec
+from codec.entropy.streams import LatentStreams
 from codec.errors import CodecError
-from codec.nn.tiling import tiled
 from codec.nn.exact import ExactSequential
+from codec.nn.tiling import tiled
 
 
-class HyperLatent:
-    """Mixin: sections [y ANS, y escapes, z ANS, z escapes]; tables "y" (Gaussian) and "z" (factorized)."""
+class HyperpriorLatentCodec(LatentCodec):
+    """Sections [y ANS, y escapes, z ANS, z escapes]; tables "y" (Gaussian) and "z" (factorized).
 
-    table_names = ("y", "z")
-    hyper_upscale = Fraction(4)  # y positions per z position along each side
+    `mean_scale`: h_s predicts (scale, mean) stacked on channels (Minnen 2018), else scales alone (Ballé 2018, means
+    zero); `abs_input`: h_a reads |y| (Ballé 2018). `upscale`: y positions per z position along each side."""
+
+    section_names = ("y", "y_escapes", "z", "z_escapes")
     exact_tile = 32  # on large latents h_s runs in tiles of 32x32 z positions ...
     exact_halo = 4  # ... with this many z positions of context (exact arithmetic: identical numbers)
 
-    def aux_loss(self) -> torch.Tensor:
-        return self.entropy_bottleneck.loss()
+    def __init__(self, h_a: nn.Module, h_s: nn.Module, z_channels: int, y: GaussianConditionalLatentCodec | None = None,
+                 mean_scale: bool = True, abs_input: bool = False, upscale: Fraction = Fraction(4)) -> None:
+        super().__init__()
+        self.h_a = h_a
+        self.h_s = h_s
+        self.z = FactorizedLatentCodec(z_channels, name="z", straight_through=False)
+        self.y = GaussianConditionalLatentCodec() if y is None else y
+        self.mean_scale, self.abs_input, self.upscale = mean_scale, abs_input, Fraction(upscale)
+        self._exact_h_s: ExactSequential | None = None
 
-    def _split_parameters(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scales, means) from the h_s output."""
-        raise NotImplementedError
+    # --- tables: the parts' ---------------------------------------------------------------------------------------
+    def init_tables(self) -> None:
+        """A composite keeps no tables of its own."""
+
+    @property
+    def tables(self) -> dict:
+        return {**self.z.tables, **self.y.tables}
+
+    @property
+    def table_tensors(self) -> dict[str, torch.Tensor]:
+        return {**self.z.table_tensors, **self.y.table_tensors}
+
+    def load_table_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.z.load_table_state(state)
+        self.y.load_table_state(state)
+        self._after_tables_loaded()
 
     @torch.no_grad()
     def update(self) -> None:
-        """Freeze the probability tables (factorized for z, Gaussian for y) used by compress / decompress."""
-        z_tables, medians = build_factorized_tables(self.entropy_bottleneck)
-        scale_table = default_scale_table()
-        self.tables = {"y": build_gaussian_tables(scale_table), "z": z_tables}
-        self.table_tensors = {"z_medians": medians, "scale_table": torch.from_numpy(scale_table)}
+        """Freeze z's factorized tables and y's Gaussian tables; build the exact h_s."""
+        self.z.update()
+        self.y.update()
         self._after_tables_loaded()
 
     def _after_tables_loaded(self) -> None:
         self._exact_h_s = ExactSequential(self.h_s)
 
+    # --- training -------------------------------------------------------------------------------------------------
+    def hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.abs(y) if self.abs_input else y
+
+    def split_parameters(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scales, means) from the h_s output."""
+        if self.mean_scale:
+            scales, means = params.chunk(2, 1)
+            return scales, means
+        return params, torch.zeros_like(params)
+
+    def forward(self, y: torch.Tensor) -> dict:
+        z = self.h_a(self.hyper_input(y))
+        hyper = self.z(z)
+        scales, means = self.split_parameters(self.h_s(hyper["y_hat"]))
+        coded = self.y(y, scales, means)
+        return {"y_hat": coded["y_hat"], "likelihoods": {**coded["likelihoods"], **hyper["likelihoods"]}}
+
+    # --- exact coding ---------------------------------------------------------------------------------------------
     @torch.no_grad()
     def hyper_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scales and means (float64) for y, computed exactly from z_hat (see codec.nn.exact)."""
         self.check_ready()
         if z_hat.shape[-2] * z_hat.shape[-1] > self.exact_tile**2:
-            params = tiled(self._exact_h_s, z_hat, self.hyper_upscale, self.exact_tile, self.exact_halo)
+            params = tiled(self._exact_h_s, z_hat, self.upscale, self.exact_tile, self.exact_halo)
         else:
             params = self._exact_h_s(z_hat)
-        return self._split_parameters(params)
+        return self.split_parameters(params)
 
     @torch.no_grad()
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scale-table indices and means (float64) for y, computed exactly from z_hat."""
+        """Scale-table indices and means (float64) of the hyperprior, computed exactly from z_hat."""
         scales, means = self.hyper_parameters(z_hat)
-        return scale_indices(scales, self.table_tensors["scale_table"]), means
+        return self.y.scale_indices(scales), means
 
     @torch.no_grad()
-    def encode_hyper(self, y: torch.Tensor, z: torch.Tensor) -> list[bytes]:
-        """Code z (factorized), then y given z_hat; returns the four sections."""
-        z_hat, z_stream, z_escapes = encode_factorized(z, self.tables["z"], self.table_tensors["z_medians"])
-        return [*self.encode_y(y, z_hat), z_stream, z_escapes]
+    def compress(self, y: torch.Tensor) -> LatentStreams:
+        z = self.h_a(self.hyper_input(y))
+        z_hat, z_sections = self.z.encode(z)
+        y_sections = self.y.encode(y, *self.hyper_parameters(z_hat))
+        return LatentStreams([*y_sections, *z_sections], [tuple(y.shape), tuple(z.shape)])
 
     @torch.no_grad()
-    def encode_y(self, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[bytes, bytes]:
-        """y's ANS stream and escapes, each element under the Gaussian of its exact scale index and mean."""
-        indices, means = self.entropy_parameters(z_hat)
-        y_symbols = torch.round(y.double() - means).long().numpy()
-        return encode_symbols(y_symbols, indices.numpy(), self.tables["y"])
+    def decompress(self, streams: LatentStreams) -> torch.Tensor:
+        """Inverse of `compress`: y_hat (float32)."""
+        if len(streams.sections) != 4 or len(streams.shapes) != 2:
+            raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, a hyperprior latent writes 4")
+        y_shape, z_shape = (tuple(shape) for shape in streams.shapes)
+        z_hat = self.z.decode(streams.sections[2:], z_shape)
+        scales, means = self.hyper_parameters(z_hat)
+        if tuple(means.shape) != y_shape:
+            raise CodecError(f"corrupt bitstream: latent shapes {y_shape} and {z_shape} do not fit together")
+        return self.y.decode(streams.sections[:2], scales, means)
 
-    @torch.no_grad()
-    def decode_hyper(self, sections: list[bytes], y_shape: tuple[int, ...], z_shape: tuple[int, ...]) -> torch.Tensor:
-        """Inverse of `encode_hyper`: y_hat (float32) of `y_shape`."""
-        y_stream, y_escapes, z_stream, z_escapes = sections
-        z_hat = decode_factorized(z_stream, z_escapes, z_shape, self.tables["z"], self.table_tensors["z_medians"])
-        return self.decode_y(y_stream, y_escapes, z_hat, y_shape)
-
-    @torch.no_grad()
-    def decode_y(self, stream: bytes, escapes: bytes, z_hat: torch.Tensor, y_shape: tuple[int, ...]) -> torch.Tensor:
-        """Inverse of `encode_y`."""
-        indices, means = self.entropy_parameters(z_hat)
-        if tuple(indices.shape) != tuple(y_shape):
-            raise CodecError(f"corrupt bitstream: latent shapes {y_shape} and {tuple(z_hat.shape)} do not fit together")
-        y_symbols = decode_symbols(stream, escapes, indices.numpy(), self.tables["y"])
-        return (torch.from_numpy(y_symbols).double() + means).float()
+    def latent_shapes(self, y_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """[y shape, z shape] for a y of `y_shape` (z: y's size over `upscale`, rounded up)."""
+        batch, _, height, width = y_shape
+        return [tuple(y_shape), (batch, self.z.channels, -(-height // int(self.upscale)), -(-width // int(self.upscale)))]

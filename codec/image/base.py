@@ -1,4 +1,5 @@
-"""What every image model shares: padding, gain units, the bf16 transform path and the compress/decompress pair."""
+"""What every image model shares: padding, gain units, the bf16 transform path and the compress/decompress pair
+around one latent codec (codec.entropy.latent_codec): x -> g_a -> y * gain -> latent codec -> y_hat / gain -> g_s."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.entropy.frozen import FrozenTables
+from codec.entropy.latent_codec import LatentCodecHost
 from codec.entropy.streams import LatentStreams
 from codec.errors import CodecError
 from codec.nn.tiling import tiled
@@ -15,8 +16,9 @@ from codec.nn.gain import GainUnits
 from codec.precision import transform_autocast
 
 
-class VariableRateImageModel(FrozenTables, nn.Module):
-    """Base of the image models: g_a / g_s plus gain units (Cui et al., CVPR 2021) for a continuous rate.
+class VariableRateImageModel(LatentCodecHost, nn.Module):
+    """Base of the image models: g_a / g_s plus gain units (Cui et al., CVPR 2021) for a continuous rate, and
+    `latent_codec`, which a subclass sets (and `latent_shapes`, the shapes it writes for an image size).
 
     `quality` is a float in [0, num_levels - 1]; level i was trained with `lambdas[i]` (higher = better quality).
     """
@@ -36,7 +38,31 @@ class VariableRateImageModel(FrozenTables, nn.Module):
         self.gains = GainUnits(len(self.lambdas), latent_channels, initial)
         self.use_bf16 = False
         self._layout_ready = False
-        self.init_tables()
+        self.watch_legacy_keys()
+
+    # --- training and coding through the latent codec ----------------------------------------------------------
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
+        """Reconstruction and the latent codec's likelihoods (CompressAI's convention)."""
+        gain, inverse_gain = self.gains(quality)
+        coded = self.latent_codec(self.analysis(x) * gain)
+        return {"x_hat": self.synthesis(coded["y_hat"] * inverse_gain), "likelihoods": coded["likelihoods"]}
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
+        self.check_ready()
+        gain, _ = self.gains(self.quality_tensor(quality))
+        return self.latent_codec.compress(self.analysis(self.pad(x)) * gain)
+
+    @torch.no_grad()
+    def decompress(self, streams: LatentStreams, quality: float, height: int, width: int) -> torch.Tensor:
+        self.check_ready()
+        self.expect_shapes(streams, self.latent_shapes(height, width))
+        y_hat = self.latent_codec.decompress(streams)
+        _, inverse_gain = self.gains(self.quality_tensor(quality))
+        return self.synthesis(y_hat * inverse_gain)[..., :height, :width].clamp(0, 1)
+
+    def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
+        raise NotImplementedError
 
     @classmethod
     def card_text(cls, config: dict) -> dict[str, str]:

@@ -8,16 +8,13 @@
                 y -> groups x {anchors, non-anchors}: exact context nets refine scale, mean -> [gaussian tables]
                                                     y_hat / gain -> g_s -> crop -> x_hat
 
-g_a, g_s, h_a and h_s are those of `MeanScaleHyperprior`, so the model can start from its trained weights.
+g_a, g_s, h_a and h_s are those of `MeanScaleHyperprior`, so the model can start from its trained weights; the
+hyperprior latent codec codes y with `ChannelCheckerboardLatentCodec` instead of the plain Gaussian conditional.
 """
 from __future__ import annotations
 
-import torch
-
-from codec.entropy.context import ChannelCheckerboardContext
-from codec.errors import CodecError
-from codec.nn.quantize import ste_round
-from codec.image.hyperprior import MeanScaleHyperprior
+from codec.entropy.context import ChannelCheckerboardLatentCodec
+from codec.image.hyperprior import HYPERPRIOR_LEGACY_KEYS, MeanScaleHyperprior
 
 
 def default_groups(m: int) -> tuple[int, ...]:
@@ -28,8 +25,9 @@ def default_groups(m: int) -> tuple[int, ...]:
 
 
 class ContextHyperprior(MeanScaleHyperprior):
-    """`MeanScaleHyperprior` + `ChannelCheckerboardContext` on y (2 x len(groups) decoding passes)."""
+    """`MeanScaleHyperprior` whose y is coded by `ChannelCheckerboardLatentCodec` (2 x len(groups) decoding passes)."""
 
+    LEGACY_KEYS = {**HYPERPRIOR_LEGACY_KEYS, "context.": "latent_codec.y."}
     ARCHITECTURE = (
         "Minnen et al. 2018 mean-scale hyperprior (g_a/g_s with GDN, h_a/h_s with LeakyReLU, gain units of Cui et al. "
         "2021) plus a parallel context model: y in uneven channel groups (Minnen & Singh 2020, ELIC He et al. 2022), "
@@ -42,35 +40,8 @@ class ContextHyperprior(MeanScaleHyperprior):
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192,
                  groups: tuple[int, ...] | None = None, context_hidden: int = 128) -> None:
-        super().__init__(lambdas, n, m)
         groups = default_groups(m) if groups is None else tuple(groups)
         if sum(groups) != m:
             raise ValueError(f"channel groups {tuple(groups)} must add up to m = {m}")
-        self.context = ChannelCheckerboardContext(tuple(groups), context_hidden)
-
-    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
-        gain, inverse_gain = self.gains(quality)
-        y = self.analysis(x) * gain
-        z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        base_scales, base_means = self._split_parameters(self.h_s(z_hat))
-        scales, means, y_hat = self.context(y, base_scales, base_means, lambda part, mu: ste_round(part - mu) + mu)
-        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-        x_hat = self.synthesis(y_hat * inverse_gain)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
-
-    def _after_tables_loaded(self) -> None:
-        super()._after_tables_loaded()
-        self.context.freeze()
-
-    @torch.no_grad()
-    def encode_y(self, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[bytes, bytes]:
-        scales, means = self.hyper_parameters(z_hat)
-        return self.context.encode(y, scales, means, self.table_tensors["scale_table"], self.tables["y"])
-
-    @torch.no_grad()
-    def decode_y(self, stream: bytes, escapes: bytes, z_hat: torch.Tensor, y_shape: tuple[int, ...]) -> torch.Tensor:
-        scales, means = self.hyper_parameters(z_hat)
-        if tuple(means.shape) != tuple(y_shape):
-            raise CodecError(f"corrupt bitstream: latent shapes {y_shape} and {tuple(z_hat.shape)} do not fit together")
-        return self.context.decode(stream, escapes, scales, means, self.table_tensors["scale_table"], self.tables["y"])
+        super().__init__(lambdas, n, m)
+        self.latent_codec.y = ChannelCheckerboardLatentCodec(tuple(groups), context_hidden)  # y's codec, in place

@@ -22,15 +22,14 @@ from __future__ import annotations
 from fractions import Fraction
 
 import torch
-from codec._compressai import GDN, ResidualBlock, entropy_bottleneck, gaussian_conditional
+from codec._compressai import GDN, ResidualBlock
 from torch import nn
 
-from codec.entropy.factorized import FactorizedLatent, decode_factorized, encode_factorized
-from codec.entropy.hyper import HyperLatent
-from codec.entropy.frozen import FrozenTables
-from codec.errors import CodecError
+from codec.entropy.factorized import FactorizedLatentCodec
+from codec.entropy.hyper import HyperpriorLatentCodec
+from codec.entropy.latent_codec import LatentCodec, LatentCodecHost
 from codec.entropy.streams import LatentStreams
-from codec.nn.quantize import ste_round
+from codec.errors import CodecError
 from codec.precision import transform_autocast
 from codec.split import efficientnet
 from codec.split.resnet import CifarResNet, normalize
@@ -78,15 +77,39 @@ def _halvings(stride: int) -> int:
 PRIORS = ("factorized", "hyperprior")
 
 
-class EntropicStudent(FrozenTables, nn.Module):
-    """Shared device / server logic: `analysis` (device, before quantization), `decoder`, `tail`, the prior.
+STUDENT_LEGACY_KEYS = {
+    "factorized": {"entropy_bottleneck.": "latent_codec.entropy_bottleneck."},
+    "hyperprior": {"h_a.": "latent_codec.h_a.", "h_s.": "latent_codec.h_s.",
+                   "entropy_bottleneck.": "latent_codec.z.entropy_bottleneck.",
+                   "gaussian_conditional.": "latent_codec.y.gaussian_conditional."},
+}
+
+
+def student_latent_codec(latent: int, prior: str, hyper_channels: int) -> LatentCodec:
+    """The latent codec of a student: factorized (one table per channel), or a mean-scale hyperprior whose z has
+    half y's resolution."""
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    if prior == "factorized":
+        return FactorizedLatentCodec(latent)
+    h_a = nn.Sequential(
+        nn.Conv2d(latent, latent, 3, 1, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(latent, hyper_channels, 3, 2, 1),
+    )
+    h_s = nn.Sequential(
+        nn.ConvTranspose2d(hyper_channels, latent, 4, 2, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(latent, 2 * latent, 3, 1, 1),
+    )
+    return HyperpriorLatentCodec(h_a, h_s, hyper_channels, mean_scale=True, upscale=Fraction(2))
+
+
+class EntropicStudent(LatentCodecHost, nn.Module):
+    """Shared device / server logic: `analysis` (device, before quantization), `decoder`, `tail`, the latent codec.
 
     Subclasses set `input_size` and `latent_stride`, build encoder, decoder and tail, and call `init_prior`."""
 
     input_size: int
     latent_stride: int
-    hyper_upscale = Fraction(2)  # y positions per z position along each side (hyperprior)
-    exact_tile, exact_halo = HyperLatent.exact_tile, HyperLatent.exact_halo
 
     @property
     def ENTROPY_CODING(self) -> str:  # noqa: N802 (the name image models use for the same card line)
@@ -97,63 +120,21 @@ class EntropicStudent(FrozenTables, nn.Module):
         return "constriction ANS, one factorized table per latent channel"
 
     def init_prior(self, latent: int, prior: str, hyper_channels: int) -> None:
-        if prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        self.hyperprior = prior == "hyperprior"
-        if self.hyperprior:
-            self.table_names = HyperLatent.table_names
-            self.h_a = nn.Sequential(
-                nn.Conv2d(latent, latent, 3, 1, 1), nn.LeakyReLU(inplace=True),
-                nn.Conv2d(latent, hyper_channels, 3, 2, 1),
-            )
-            self.h_s = nn.Sequential(
-                nn.ConvTranspose2d(hyper_channels, latent, 4, 2, 1), nn.LeakyReLU(inplace=True),
-                nn.Conv2d(latent, 2 * latent, 3, 1, 1),
-            )
-            self.entropy_bottleneck = entropy_bottleneck(hyper_channels)
-            self.gaussian_conditional = gaussian_conditional()
-        else:
-            self.table_names = FactorizedLatent.table_names
-            self.entropy_bottleneck = entropy_bottleneck(latent)
+        self.latent_codec = student_latent_codec(latent, prior, hyper_channels)
+        self.prior = prior
         self.latent_channels = latent
-        self.init_tables()
+        self.watch_legacy_keys()
+
+    @property
+    def hyperprior(self) -> bool:
+        return self.prior == "hyperprior"
+
+    def legacy_keys(self) -> dict[str, str]:
+        return STUDENT_LEGACY_KEYS[self.prior]
 
     def analysis(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> the latent y before quantization."""
         raise NotImplementedError
-
-    # --- the prior: FactorizedLatent or HyperLatent, chosen per instance ------------------------------------------
-    def aux_loss(self) -> torch.Tensor:
-        return self.entropy_bottleneck.loss()
-
-    def update(self) -> None:
-        (HyperLatent.update if self.hyperprior else FactorizedLatent.update)(self)
-
-    def _after_tables_loaded(self) -> None:
-        if self.hyperprior:
-            HyperLatent._after_tables_loaded(self)
-
-    def _split_parameters(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scales, means = params.chunk(2, 1)
-        return scales, means
-
-    hyper_parameters = HyperLatent.hyper_parameters
-    entropy_parameters = HyperLatent.entropy_parameters
-    encode_y = HyperLatent.encode_y
-    decode_y = HyperLatent.decode_y
-    encode_hyper = HyperLatent.encode_hyper
-    decode_hyper = HyperLatent.decode_hyper
-
-    def prior_likelihoods(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(likelihoods of everything coded, flattened; the centres y is rounded around) in training."""
-        if self.hyperprior:
-            z = self.h_a(y)
-            z_hat, z_likelihoods = self.entropy_bottleneck(z)
-            scales, means = self._split_parameters(self.h_s(z_hat))
-            _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-            return torch.cat([y_likelihoods.flatten(), z_likelihoods.flatten()]), means
-        _, likelihoods = self.entropy_bottleneck(y)
-        return likelihoods.flatten(), self.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
 
     # --- training ---------------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, bf16: bool = False) -> dict:
@@ -162,10 +143,10 @@ class EntropicStudent(FrozenTables, nn.Module):
         With `bf16` the convolutions run under bf16 autocast; the entropy model always runs in fp32."""
         with transform_autocast(bf16, images.device):
             y = self.analysis(images)
-        y = y.float()
-        likelihoods, centres = self.prior_likelihoods(y)
+        coded = self.latent_codec(y.float())
+        likelihoods = torch.cat([value.flatten() for value in coded["likelihoods"].values()])
         with transform_autocast(bf16, images.device):
-            feature = self.decoder(ste_round(y - centres) + centres)
+            feature = self.decoder(coded["y_hat"])
             stages = self.tail.tail_stages(feature)
             logits = self.tail.classify(stages[-1])
         return {"stages": [s.float() for s in (feature, *stages)], "logits": logits.float(), "likelihoods": likelihoods}
@@ -179,37 +160,26 @@ class EntropicStudent(FrozenTables, nn.Module):
     def latent_shapes(self, batch: int, height: int, width: int) -> list[tuple[int, ...]]:
         """Shapes of y (and z with the hyperprior) for a batch of images."""
         y_shape = self.latent_shape(batch, height, width)
-        if not self.hyperprior:
-            return [y_shape]
-        z_channels = self.entropy_bottleneck.channels
-        return [y_shape, (batch, z_channels, -(-y_shape[2] // 2), -(-y_shape[3] // 2))]
+        return self.latent_codec.latent_shapes(y_shape) if self.hyperprior else [y_shape]
 
     @torch.no_grad()
     def compress(self, images: torch.Tensor) -> LatentStreams:
         """Device side: [B, 3, H, W] images in [0, 1] -> entropy-coded latent."""
         self.check_ready()
         self.latent_shape(images.shape[0], *images.shape[-2:])
-        y = self.analysis(images)
-        if self.hyperprior:
-            z = self.h_a(y)
-            return LatentStreams(self.encode_hyper(y, z), [tuple(y.shape), tuple(z.shape)])
-        _, stream, escapes = encode_factorized(y, self.tables["y"], self.table_tensors["y_medians"])
-        return LatentStreams([stream, escapes], [tuple(y.shape)])
+        return self.latent_codec.compress(self.analysis(images))
 
     @torch.no_grad()
     def decode_feature(self, streams: LatentStreams, height: int, width: int) -> torch.Tensor:
         """Server side: entropy-coded latent -> the reconstructed split feature."""
         self.check_ready()
-        expected_sections = 4 if self.hyperprior else 2
+        expected_sections = len(self.latent_codec.section_names)
         if not streams.shapes or len(streams.shapes[0]) != 4 or len(streams.sections) != expected_sections:
             raise CodecError(f"corrupt bitstream: this model's feature containers hold {expected_sections} sections")
         shapes = [tuple(shape) for shape in streams.shapes]
         if shapes != self.latent_shapes(shapes[0][0], height, width):
             raise CodecError(f"corrupt bitstream: latent shapes {shapes} do not match this model")
-        if self.hyperprior:
-            return self.decoder(self.decode_hyper(streams.sections, *shapes))
-        y_hat = decode_factorized(*streams.sections, shapes[0], self.tables["y"], self.table_tensors["y_medians"])
-        return self.decoder(y_hat)
+        return self.decoder(self.latent_codec.decompress(streams))
 
     @torch.no_grad()
     def decompress(self, streams: LatentStreams, height: int, width: int) -> torch.Tensor:
