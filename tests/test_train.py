@@ -95,9 +95,11 @@ CONTEXT = ("--model", "mean-scale-context", "--context-groups", "4", "4", "8", "
            "--module-lr-scale", "context=10", "--lr", "1e-4")
 
 
-def _old_layout(state: dict) -> dict:
+def _old_layout(state: dict, shuffle: bool) -> dict:
     """A checkpoint as the trainer wrote it before the latent codec was a module (top-level h_a, h_s,
-    entropy_bottleneck, gaussian_conditional, context), its parameters listed in a shuffled order."""
+    entropy_bottleneck, gaussian_conditional, context): with `shuffle` its parameters listed in another order (then
+    only their names match the moments), else without names in the optimizer (as runs begun before names were
+    saved have them) in the model's order."""
     old = {"latent_codec.y.gaussian_conditional.": "gaussian_conditional.", "latent_codec.y.": "context.",
            "latent_codec.z.entropy_bottleneck.": "entropy_bottleneck.", "latent_codec.": ""}
 
@@ -109,6 +111,10 @@ def _old_layout(state: dict) -> dict:
 
     state["model"] = {rename(key): value for key, value in state["model"].items()}
     state["module_lr_scale"] = {"context": 10.0}
+    if not shuffle:
+        for group in state["optimizer"]["param_groups"]:
+            del group["names"]
+        return state
     moments = state["optimizer"]["state"]
     shuffled, position = {}, 0
     for group in state["optimizer"]["param_groups"]:
@@ -129,19 +135,23 @@ def test_a_checkpoint_from_before_latent_codecs_were_modules_resumes_exactly(tmp
 
     import torch
 
-    today, before = tmp_path / "today", tmp_path / "before"
+    today = tmp_path / "today"
     first = _train(today, photo_folder, 2, [sys.executable], CONTEXT)
     assert first.returncode == 0, first.stderr[-2000:]
     assert torch.load(today / "checkpoint.pt", weights_only=True)["module_lr_scale"] == {"latent_codec.y": 10.0}
-    shutil.copytree(today, before)
-    torch.save(_old_layout(torch.load(before / "checkpoint.pt", weights_only=True)), before / "checkpoint.pt")
-    for run in (today, before):
+    runs = [today, tmp_path / "shuffled", tmp_path / "nameless"]
+    for run, shuffle in zip(runs[1:], (True, False)):
+        shutil.copytree(today, run)
+        torch.save(_old_layout(torch.load(run / "checkpoint.pt", weights_only=True), shuffle), run / "checkpoint.pt")
+    for run in runs:
         result = _train(run, photo_folder, 3, [sys.executable], CONTEXT)
         assert result.returncode == 0 and "resumed from step 2" in result.stdout, result.stderr[-2000:]
-    one, two = (torch.load(run / "checkpoint.pt", weights_only=True) for run in (today, before))
-    assert one["model"].keys() == two["model"].keys()
-    assert all(torch.equal(one["model"][key], two["model"][key]) for key in one["model"])
-    assert two["module_lr_scale"] == {"latent_codec.y": 10.0}
+    one, *others = (torch.load(run / "checkpoint.pt", weights_only=True) for run in runs)
+    for other in others:
+        assert one["model"].keys() == other["model"].keys()
+        assert all(torch.equal(one["model"][key], other["model"][key]) for key in one["model"])
+        assert other["module_lr_scale"] == {"latent_codec.y": 10.0}
+        assert all("names" in group for group in other["optimizer"]["param_groups"])
 
 
 def test_learning_rate_is_a_function_of_the_global_step():

@@ -408,6 +408,8 @@ def main() -> None:
     if state is not None:
         if all("names" in group for group in state["optimizer"]["param_groups"]):
             state["optimizer"] = align_optimizer_state(state["optimizer"], optimizer)
+        # else: a checkpoint without names (its run began before they were saved) lists the parameters in the order
+        # the model does (the latent codec modules kept that order: tests/test_train.py checks it)
         trained_lambdas = run_lambdas(state, args.out)
         if trained_lambdas != list(args.lambdas):
             change_levels(state, trained_lambdas, list(args.lambdas),
@@ -420,7 +422,10 @@ def main() -> None:
         level_changes = state.get("level_changes", [])
         own = model.state_dict()
         model.load_state_dict({key: value for key, value in state["model"].items() if key in own})
+        names = [group["names"] for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
+        for group, group_names in zip(optimizer.param_groups, names):
+            group["names"] = group_names  # load_state_dict keeps the saved groups' keys: runs begun before had none
         if aux_optimizer is not None:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
         step = int(state["step"])
