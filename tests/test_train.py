@@ -302,3 +302,24 @@ def test_init_takes_the_centre_taps_of_a_larger_kernel():
     assert small(y).shape == wide(y).shape == (1, 3, 48, 64)
     with pytest.raises(ValueError, match="odd kernel"):
         synthesis_transform(8, 12, kernels=(5, 5, 4, 3))
+
+
+def test_a_share_of_crops_comes_from_the_extra_photos_and_none_without_it(photo_folder):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import CropSampler
+
+    photos = sorted(photo_folder.glob("*.png"))
+    extra = np.full((5, 70, 70, 3), 255, dtype=np.uint8)  # white: photo_folder's photos never are
+    mixed = CropSampler(photos, 64, seed=1, extra=extra, extra_share=0.5).batch(200)
+    white = (mixed == 1.0).flatten(1).all(1)
+    assert 60 < int(white.sum()) < 140
+    plain, with_nothing = (CropSampler(photos, 64, seed=1, extra=e, extra_share=s).batch(20)
+                           for e, s in ((None, 0.0), (extra, 0.0)))
+    assert torch.equal(plain, with_nothing)  # share 0: the same crops as a run without the option
+
+
+def test_imagenette_crops_need_a_crop_that_fits_them(tmp_path, photo_folder):
+    result = _train(tmp_path / "big", photo_folder, 1, [sys.executable], ("--imagenette-share", "0.5", "--crop", "256"))
+    assert result.returncode != 0 and "--crop <= 160" in result.stderr

@@ -1,7 +1,8 @@
 """Where the training and evaluation photos live. Read in place, never copied into the project.
 
 Training: BSDS500 train + val (../shared/data) and the Debian wallpaper/photo packages that
-`tools/install_training_photos.sh` installs. Validation: BSDS500 test. Kodak is for testing only.
+`tools/install_training_photos.sh` installs; optionally Imagenette's train photos, downscaled (`imagenette_photos`).
+Validation: BSDS500 test. Kodak is for testing only; so are Imagenette's val and teacher-unseen images.
 """
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ def training_photos() -> list[Path]:
     for pattern in DEBIAN_PHOTO_GLOBS:
         photos += sorted(Path(path) for path in glob.glob(pattern))
     return photos
+
+
+IMAGENETTE_SIDE = 160  # 224x224 JPEG q75 photos shrunk to this side: the JPEG blocking washes out
+
+
+def imagenette_photos(side: int = IMAGENETTE_SIDE) -> np.ndarray:
+    """uint8 [4034, side, side, 3]: Imagenette's train photos (ImageNet-train images only: never its val or the 500
+    teacher-unseen images) downscaled with an antialiasing filter, as Ballé et al. downscaled ImageNet so that
+    compression artefacts wash out."""
+    from split_data import imagenette_split
+
+    images, _ = imagenette_split("train")
+    return np.stack([np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.LANCZOS))
+                     for image in tqdm(images, desc="imagenette photos", mininterval=10)])
 
 
 def validation_photos() -> list[Path]:

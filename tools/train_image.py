@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import sys
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
 from codec.registry import create_model  # noqa: E402
-from photos import training_photos, validation_photos  # noqa: E402
+from photos import IMAGENETTE_SIDE, imagenette_photos, training_photos, validation_photos  # noqa: E402
 from training import StopRequest, init_from_weights, load_checkpoint, save_checkpoint, write_run_config  # noqa: E402
 
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
@@ -50,17 +49,23 @@ def load_photo(path: Path) -> torch.Tensor:
 
 
 class CropSampler:
-    """Random crops with horizontal/vertical flips from photos held in memory as uint8."""
+    """Random crops with horizontal/vertical flips from photos held in memory as uint8; with `extra` (uint8 [N, H, W,
+    3] photos), each crop comes from those with probability `extra_share`."""
 
-    def __init__(self, photos: list[Path], crop: int, seed: int) -> None:
+    def __init__(self, photos: list[Path], crop: int, seed: int, extra: np.ndarray | None = None,
+                 extra_share: float = 0.0) -> None:
         self.images = [image for image in map(load_photo, tqdm(photos, desc="loading photos")) if min(image.shape[1:]) >= crop]
+        self.extra = [] if extra is None else [torch.from_numpy(image).permute(2, 0, 1) for image in extra
+                                               if min(image.shape[:2]) >= crop]
+        self.extra_share = extra_share if self.extra else 0.0
         self.crop = crop
         self.rng = random.Random(seed)
 
     def batch(self, size: int) -> torch.Tensor:
         crops = []
         for _ in range(size):
-            image = self.images[self.rng.randrange(len(self.images))]
+            pool = self.extra if self.extra_share and self.rng.random() < self.extra_share else self.images
+            image = pool[self.rng.randrange(len(pool))]
             top = self.rng.randrange(image.shape[1] - self.crop + 1)
             left = self.rng.randrange(image.shape[2] - self.crop + 1)
             crop = image[:, top : top + self.crop, left : left + self.crop]
@@ -326,6 +331,8 @@ def parse_args() -> argparse.Namespace:
                         help="the rate levels the --init weights were trained with (default: --lambdas); new "
                              "--lambdas get gains interpolated (or extrapolated) in log-lambda from them")
     parser.add_argument("--photos", type=Path, help="train (and validate) on this folder instead of the defaults")
+    parser.add_argument("--imagenette-share", type=float, default=0.0,
+                        help="share of crops from Imagenette's 4,034 train photos downscaled to 160 px (crop <= 160)")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
@@ -334,6 +341,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.out = args.out or args.runs_dir.expanduser() / (args.name or args.model)
+    if not 0 <= args.imagenette_share < 1:
+        parser.error("--imagenette-share must be in [0, 1)")
+    if args.imagenette_share and args.crop > IMAGENETTE_SIDE:
+        parser.error(f"--imagenette-share needs --crop <= {IMAGENETTE_SIDE} (the downscaled photos' side)")
     return args
 
 
@@ -453,7 +464,8 @@ def main() -> None:
         DDP._set_params_and_buffers_to_ignore_for_model(model, ignored)
         forward_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     train_paths, validation_paths = photo_lists(args)
-    sampler = CropSampler(train_paths, args.crop, args.seed + 1000 * rank + step)
+    extra = imagenette_photos() if args.imagenette_share > 0 else None
+    sampler = CropSampler(train_paths, args.crop, args.seed + 1000 * rank + step, extra, args.imagenette_share)
     validation = [load_photo(path) for path in validation_paths] if rank == 0 else []
     lambdas = torch.tensor(args.lambdas, device=device)
     log = open(args.out / "log.jsonl", "a", encoding="utf-8") if rank == 0 else None
