@@ -323,3 +323,9 @@ def test_a_share_of_crops_comes_from_the_extra_photos_and_none_without_it(photo_
 def test_imagenette_crops_need_a_crop_that_fits_them(tmp_path, photo_folder):
     result = _train(tmp_path / "big", photo_folder, 1, [sys.executable], ("--imagenette-share", "0.5", "--crop", "256"))
     assert result.returncode != 0 and "--crop <= 160" in result.stderr
+
+
+def test_an_empty_module_name_is_refused(tmp_path, photo_folder):
+    for option in (("--module-lr-scale", "=10"), ("--train-only", "")):
+        result = _train(tmp_path / "bad", photo_folder, 1, [sys.executable], option)
+        assert result.returncode != 0 and "a module name is needed" in result.stderr

@@ -115,6 +115,8 @@ def extend_schedule(schedule: list[list[float]], step: int, lr: float | None) ->
 def module_name(name: str, model: torch.nn.Module, option: str) -> str:
     """A module of the model by its dotted name (names from before the latent codec was a module, e.g. "context",
     mean their place now, e.g. "latent_codec.y")."""
+    if not name:
+        raise SystemExit(f"{option}: a module name is needed")
     name = model.upgrade_name(name) if hasattr(model, "upgrade_name") else name
     try:
         model.get_submodule(name)
@@ -179,6 +181,9 @@ def align_optimizer_state(saved: dict, optimizer: torch.optim.Optimizer) -> dict
             position += 1
         hyper = {k: v for k, v in saved_groups.get(group["scale"], group).items() if k not in ("params", "names")}
         groups.append({**hyper, "names": group["names"], "params": indices})
+    if len(state) != len(saved["state"]):  # a renamed parameter would silently restart its moments
+        lost = sorted(set(by_name) - {name for group in optimizer.param_groups for name in group["names"]})
+        raise SystemExit(f"the checkpoint's optimizer has moments for parameters this model lacks: {lost[:5]}")
     return {"state": state, "param_groups": groups}
 
 
@@ -433,10 +438,10 @@ def main() -> None:
         level_changes = state.get("level_changes", [])
         own = model.state_dict()
         model.load_state_dict({key: value for key, value in state["model"].items() if key in own})
-        names = [group["names"] for group in optimizer.param_groups]
+        labels = [(group["names"], group["scale"]) for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
-        for group, group_names in zip(optimizer.param_groups, names):
-            group["names"] = group_names  # load_state_dict keeps the saved groups' keys: runs begun before had none
+        for group, (group_names, scale) in zip(optimizer.param_groups, labels):
+            group["names"], group["scale"] = group_names, scale  # load_state_dict keeps only the saved groups' keys
         if aux_optimizer is not None:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
         step = int(state["step"])

@@ -211,6 +211,8 @@ class MultiCodebookLatentCodec(LatentCodec):
         expected = INDEX_SECTIONS + (2 if self.residual else 0)
         if len(streams.sections) != expected:
             raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, this model writes {expected}")
+        if len(streams.shapes) != 2:
+            raise CodecError(f"corrupt bitstream: {len(streams.shapes)} latent shapes, this model writes 2")
         fine_shape, coarse_shape = (tuple(shape) for shape in streams.shapes)
         fine_stream, fine_escapes, coarse_stream, coarse_escapes = streams.sections[-INDEX_SECTIONS:]
         tables = self.tables["codes"]

@@ -61,6 +61,10 @@ def decode_factorized(stream: bytes, escapes: bytes, shape: tuple[int, ...], tab
     return torch.from_numpy(symbols).float() + medians.view(1, -1, 1, 1)
 
 
+# a model's state-dict names from before its latent codec was a module (see LatentCodecHost.LEGACY_KEYS)
+FACTORIZED_LEGACY_KEYS = {"entropy_bottleneck.": "latent_codec.entropy_bottleneck."}
+
+
 class FactorizedLatentCodec(LatentCodec):
     """A latent coded with one learned density per channel (Ballé et al. 2017 / 2018): CompressAI's
     `EntropyBottleneck` in training, per-channel integer tables (named `name`) and medians when coding.

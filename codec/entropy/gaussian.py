@@ -101,4 +101,6 @@ class GaussianConditionalLatentCodec(LatentCodec):
     def decompress(self, streams: LatentStreams, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         if len(streams.sections) != 2:
             raise CodecError(f"corrupt bitstream: {len(streams.sections)} sections, a Gaussian latent writes 2")
+        if [tuple(shape) for shape in streams.shapes] != [tuple(means.shape)]:
+            raise CodecError(f"corrupt bitstream: latent shapes {streams.shapes} do not fit the parameters")
         return self.decode(streams.sections, scales, means)

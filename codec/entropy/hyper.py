@@ -21,6 +21,14 @@ from codec.nn.exact import ExactSequential
 from codec.nn.tiling import tiled
 
 
+# a model's state-dict names from before its latent codec was a module (see LatentCodecHost.LEGACY_KEYS)
+HYPERPRIOR_LEGACY_KEYS = {
+    "h_a.": "latent_codec.h_a.", "h_s.": "latent_codec.h_s.",
+    "entropy_bottleneck.": "latent_codec.z.entropy_bottleneck.",
+    "gaussian_conditional.": "latent_codec.y.gaussian_conditional.",
+}
+
+
 class HyperpriorLatentCodec(LatentCodec):
     """Sections [y ANS, y escapes, z ANS, z escapes]; tables "y" (Gaussian) and "z" (factorized).
 
@@ -52,6 +60,10 @@ class HyperpriorLatentCodec(LatentCodec):
     @property
     def table_tensors(self) -> dict[str, torch.Tensor]:
         return {**self.z.table_tensors, **self.y.table_tensors}
+
+    def check_ready(self) -> None:
+        self.z.check_ready()
+        self.y.check_ready()
 
     def load_table_state(self, state: dict[str, torch.Tensor]) -> None:
         self.z.load_table_state(state)

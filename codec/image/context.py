@@ -14,7 +14,8 @@ hyperprior latent codec codes y with `ChannelCheckerboardLatentCodec` instead of
 from __future__ import annotations
 
 from codec.entropy.context import ChannelCheckerboardLatentCodec
-from codec.image.hyperprior import HYPERPRIOR_LEGACY_KEYS, MeanScaleHyperprior
+from codec.entropy.hyper import HYPERPRIOR_LEGACY_KEYS
+from codec.image.hyperprior import MeanScaleHyperprior
 
 
 def default_groups(m: int) -> tuple[int, ...]:

@@ -15,18 +15,10 @@ from fractions import Fraction
 
 import torch
 
-from codec.entropy.factorized import FactorizedLatentCodec
-from codec.entropy.hyper import HyperpriorLatentCodec
+from codec.entropy.factorized import FACTORIZED_LEGACY_KEYS, FactorizedLatentCodec
+from codec.entropy.hyper import HYPERPRIOR_LEGACY_KEYS, HyperpriorLatentCodec
 from codec.image import transforms
 from codec.image.base import VariableRateImageModel
-
-# state-dict names from before the latent codec was a module (shipped weights use them; loading renames them)
-FACTORIZED_LEGACY_KEYS = {"entropy_bottleneck.": "latent_codec.entropy_bottleneck."}
-HYPERPRIOR_LEGACY_KEYS = {
-    "h_a.": "latent_codec.h_a.", "h_s.": "latent_codec.h_s.",
-    "entropy_bottleneck.": "latent_codec.z.entropy_bottleneck.",
-    "gaussian_conditional.": "latent_codec.y.gaussian_conditional.",
-}
 
 
 class FactorizedPrior(VariableRateImageModel):

@@ -25,8 +25,8 @@ import torch
 from codec._compressai import GDN, ResidualBlock
 from torch import nn
 
-from codec.entropy.factorized import FactorizedLatentCodec
-from codec.entropy.hyper import HyperpriorLatentCodec
+from codec.entropy.factorized import FACTORIZED_LEGACY_KEYS, FactorizedLatentCodec
+from codec.entropy.hyper import HYPERPRIOR_LEGACY_KEYS, HyperpriorLatentCodec
 from codec.entropy.latent_codec import LatentCodec, LatentCodecHost
 from codec.entropy.streams import LatentStreams
 from codec.errors import CodecError
@@ -77,12 +77,7 @@ def _halvings(stride: int) -> int:
 PRIORS = ("factorized", "hyperprior")
 
 
-STUDENT_LEGACY_KEYS = {
-    "factorized": {"entropy_bottleneck.": "latent_codec.entropy_bottleneck."},
-    "hyperprior": {"h_a.": "latent_codec.h_a.", "h_s.": "latent_codec.h_s.",
-                   "entropy_bottleneck.": "latent_codec.z.entropy_bottleneck.",
-                   "gaussian_conditional.": "latent_codec.y.gaussian_conditional."},
-}
+STUDENT_LEGACY_KEYS = {"factorized": FACTORIZED_LEGACY_KEYS, "hyperprior": HYPERPRIOR_LEGACY_KEYS}
 
 
 def student_latent_codec(latent: int, prior: str, hyper_channels: int) -> LatentCodec:
