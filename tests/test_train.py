@@ -329,3 +329,16 @@ def test_an_empty_module_name_is_refused(tmp_path, photo_folder):
     for option in (("--module-lr-scale", "=10"), ("--train-only", "")):
         result = _train(tmp_path / "bad", photo_folder, 1, [sys.executable], option)
         assert result.returncode != 0 and "a module name is needed" in result.stderr
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(cc) for cc in ("c++", "g++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_transforms_train_and_keep_the_state_dict_names(tmp_path, photo_folder):
+    import torch
+
+    out = tmp_path / "compiled"
+    result = _train(out, photo_folder, 2, [sys.executable], ("--compile",))
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert "g_a.0.weight" in state and not any("_orig_mod" in key for key in state)
+    assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -341,6 +342,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile g_a and g_s (~1.4x faster steps here; ~30 s to compile at the start)")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument("--validate-every", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
@@ -405,6 +408,10 @@ def main() -> None:
             parameter.requires_grad_(owned_by(name, args.train_only) is not None)
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)
+    if args.compile:
+        if device.type == "cpu" and not any(shutil.which(cc) for cc in ("c++", "g++", "clang++")):
+            raise SystemExit("--compile needs a C++ compiler on the PATH (torch.compile builds CPU kernels with it)")
+        model.compile_transforms()
     trainable = [(name, p) for name, p in model.named_parameters()
                  if not args.train_only or owned_by(name, args.train_only) is not None]
     main_named = [(name, p) for name, p in trainable if not name.endswith(".quantiles")]
