@@ -22,12 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.api import decode_image, encode_image  # noqa: E402
+from codec.entropy.latent_codec import rename_keys  # noqa: E402
 from codec.imageio import load_image, to_pil  # noqa: E402
 from codec.metrics import psnr  # noqa: E402
 from codec.precision import cpu_has_bf16  # noqa: E402
 from codec.zoo import load_model  # noqa: E402
 from photos import kodak_photos  # noqa: E402
 from timing import best_of  # noqa: E402
+
+
+TWIN_OWN_BUFFERS = ("entropy_bottleneck._", "gaussian_conditional._")  # CompressAI's coder tables: update() fills them
 
 
 def compressai_twin(name: str, quality: float) -> torch.nn.Module:
@@ -38,12 +42,15 @@ def compressai_twin(name: str, quality: float) -> torch.nn.Module:
     twin_class = {"mean-scale": MeanScaleHyperprior, "hyperprior": ScaleHyperprior}[card.family]
     twin = twin_class(card.config["n"], card.config["m"])
     state = {key: value.clone() for key, value in model.state_dict().items() if not key.startswith("gains.")}
+    rename_keys(state, {new: old for old, new in model.legacy_keys().items()})  # CompressAI's names: h_a., h_s., ...
     gain, inverse_gain = model.gains(model.quality_tensor(quality))
     gain, inverse_gain = gain.detach().view(-1), inverse_gain.detach().view(-1)
     state["g_a.6.weight"] = state["g_a.6.weight"] * gain.view(-1, 1, 1, 1)
     state["g_a.6.bias"] = state["g_a.6.bias"] * gain
     state["g_s.0.weight"] = state["g_s.0.weight"] * inverse_gain.view(-1, 1, 1, 1)
-    twin.load_state_dict(state, strict=False)
+    result = twin.load_state_dict(state, strict=False)
+    if result.unexpected_keys or [key for key in result.missing_keys if not key.startswith(TWIN_OWN_BUFFERS)]:
+        raise SystemExit(f"CompressAI's model does not take these weights: {result}")
     twin.eval().update(force=True)
     return twin
 
