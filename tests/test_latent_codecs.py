@@ -107,3 +107,13 @@ def test_weights_in_the_names_before_latent_codecs_load_and_code_the_same():
     x = torch.rand(1, 3, 64, 64)
     assert loaded.compress(x, 1.0).sections == model.compress(x, 1.0).sections
     assert loaded.upgrade_name("context") == "latent_codec.y"
+
+
+def test_the_readme_example_runs():
+    """README's latent codec snippet, as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Latent codecs", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(snippet, "README.md", "exec"), {})
