@@ -118,7 +118,7 @@ def module_name(name: str, model: torch.nn.Module, option: str) -> str:
     mean their place now, e.g. "latent_codec.y")."""
     if not name:
         raise SystemExit(f"{option}: a module name is needed")
-    name = model.upgrade_name(name) if hasattr(model, "upgrade_name") else name
+    name = model.upgrade_name(name)
     try:
         model.get_submodule(name)
     except AttributeError:
@@ -156,8 +156,6 @@ def parameter_groups(named: list[tuple[str, torch.nn.Parameter]], scales: dict[s
 def upgrade_checkpoint(state: dict, model: torch.nn.Module) -> None:
     """A checkpoint from before the latent codec was a module, in today's names: weights, learning-rate factors and
     the optimizer's parameter names (its moments are matched by name when loaded: `align_optimizer_state`)."""
-    if not hasattr(model, "upgrade_state_dict"):
-        return
     state["model"] = model.upgrade_state_dict(state["model"])
     if "module_lr_scale" in state:
         state["module_lr_scale"] = {model.upgrade_name(k): v for k, v in state["module_lr_scale"].items()}

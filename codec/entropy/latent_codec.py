@@ -50,16 +50,20 @@ class LatentCodec(FrozenTables, nn.Module):
         return sum(losses[1:], losses[0]) if losses else torch.zeros(())
 
 
+def renamed(name: str, renames: dict[str, str]) -> str:
+    """`name` with its first matching old prefix replaced by the new one (unchanged when none matches)."""
+    for old, new in renames.items():
+        if name.startswith(old) and not name.startswith(new):
+            return new + name[len(old) :]
+    return name
+
+
 def rename_keys(state: dict[str, Any], renames: dict[str, str], prefix: str = "") -> None:
     """Rename, in place, every key `prefix + old...` to `prefix + new...` (the first matching `old` wins)."""
-    for key in list(state):
-        if not key.startswith(prefix):
-            continue
-        name = key[len(prefix) :]
-        for old, new in renames.items():
-            if name.startswith(old) and not name.startswith(new):
-                state[prefix + new + name[len(old) :]] = state.pop(key)
-                break
+    for key in [key for key in state if key.startswith(prefix)]:
+        new_key = prefix + renamed(key[len(prefix) :], renames)
+        if new_key != key:
+            state[new_key] = state.pop(key)
 
 
 class LatentCodecHost:
@@ -89,9 +93,7 @@ class LatentCodecHost:
 
     def upgrade_name(self, name: str) -> str:
         """A parameter or module name under the current layout (e.g. "context" -> "latent_codec.y")."""
-        probe = {name + ".": None}
-        rename_keys(probe, self.legacy_keys())
-        return next(iter(probe))[:-1]
+        return renamed(name + ".", self.legacy_keys())[:-1]
 
     @property
     def tables(self) -> dict:
