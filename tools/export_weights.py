@@ -29,7 +29,8 @@ NOT_IN_COMMAND = {"threads", "bf16", "device", "checkpoint_every", "checkpoint_m
 
 def unset_defaults(run_args: dict) -> set[str]:
     """Arguments left at "not set" sentinels (run until stopped, no global step offset): not part of the recipe."""
-    return {key for key, value in (("steps", 10**9), ("init_step", 0)) if run_args.get(key) == value}
+    return {key for key, value in (("steps", 10**9), ("init_step", 0), ("imagenette_share", 0.0))
+            if run_args.get(key) == value}
 
 
 def optimizer_description(state: dict, run_args: dict) -> str:
@@ -114,6 +115,8 @@ def main() -> None:
             **training_summary(args.run),
         },
     }
+    if init and init.get("model") == args.name:  # a run that continued this model's card: its lineage goes on
+        init = init.get("training", {}).get("init")
     if init:  # the weights "--init" pointed at, and how they were trained
         card_fields["training"]["init"] = init
     card_path, sha256 = export_model(model, args.name, card_fields, args.home)

@@ -32,7 +32,7 @@ def training_command(script: str, args: dict, skip: set[str], first: tuple[str, 
     """The command that reproduces a run: `first` flags, then every argument that was set, minus `skip`."""
     parts = [f"python {script}", *first]
     for key, value in args.items():
-        if key in skip or value is None or value is False:
+        if key in skip or value is None or value is False or value == []:
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:

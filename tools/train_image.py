@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
 from codec.registry import create_model  # noqa: E402
+from model_card import run_init_record  # noqa: E402
 from photos import IMAGENETTE_SIDE, imagenette_photos, training_photos, validation_photos  # noqa: E402
 from training import StopRequest, init_from_weights, load_checkpoint, save_checkpoint, write_run_config  # noqa: E402
 
@@ -111,6 +112,20 @@ def extend_schedule(schedule: list[list[float]], step: int, lr: float | None) ->
     if lr is None or (schedule and schedule[-1][1] == lr):
         return schedule
     return [*schedule, [step, lr]]
+
+
+def card_continuation(init: dict | None, run_name: str, init_step: int | None) -> dict | None:
+    """When --init is the shipped model this run is named after (a machine without the run folder), its card's
+    global step, CPU seconds, learning-rate schedule and rate-level changes, so the long schedule carries on; None
+    otherwise, or when --init-step names another step."""
+    training = (init or {}).get("training", {})
+    if (init or {}).get("model") != run_name or "global_step" not in training:
+        return None
+    if init_step is not None and init_step != training["global_step"]:
+        return None
+    return {"step": int(training["global_step"]), "cpu_seconds": 3600 * float(training.get("cpu_hours", 0.0)),
+            "lr_schedule": [list(entry) for entry in training.get("lr_schedule", [])],
+            "level_changes": [list(entry) for entry in training.get("level_changes", [])]}
 
 
 def module_name(name: str, model: torch.nn.Module, option: str) -> str:
@@ -324,9 +339,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--module-lr-scale", nargs="+", default=[], metavar="MODULE=FACTOR",
                         help="train these top-level modules at FACTOR x the schedule's rate, e.g. context=10 gains=10 "
                              "(new parts learn fast while pretrained transforms move slowly); fixed for the run")
-    parser.add_argument("--init-step", type=int, default=0,
-                        help="global step of the --init weights (a run restarted from shipped weights on a machine "
-                             "without the run folder continues the card's step; optimizer state restarts)")
+    parser.add_argument("--init-step", type=int,
+                        help="global step of the --init weights (default: the card's when --init is the shipped "
+                             "model of this run's name, which continues its step, CPU hours and learning-rate "
+                             "schedule on a machine without the run folder; optimizer state restarts; else 0)")
     parser.add_argument("--context-groups", type=int, nargs="+",
                         help="mean-scale-context: channel group sizes (default 16 16 32 64 64)")
     parser.add_argument("--context-hidden", type=int, help="mean-scale-context: hidden width of the context nets")
@@ -421,7 +437,7 @@ def main() -> None:
     lr_scales = state.get("module_lr_scale", {}) if state else parse_module_scales(args.module_lr_scale, model)
     optimizer = torch.optim.Adam(parameter_groups(main_named, lr_scales), lr=args.lr or 1e-4)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
-    step = args.init_step
+    step = args.init_step or 0
     schedule: list[list[float]] = []
     level_changes: list = []
     levels_changed = False
@@ -457,9 +473,15 @@ def main() -> None:
                   f"{cpu_seconds / 3600:.2f} CPU hours so far)", flush=True)
     elif args.init:
         loaded, total = init_from_weights(model, args.out, args.init, image_weights_adapter(args), record=rank == 0)
+        continued = card_continuation(run_init_record(args.out, args.init), args.name or args.model, args.init_step)
+        if continued:
+            step, cpu_seconds = continued["step"], continued["cpu_seconds"]
+            schedule, level_changes = continued["lr_schedule"], continued["level_changes"]
         if rank == 0:
             print(f"initialised from {args.init} ({loaded} of {total} tensors; the rest start fresh) "
-                  f"at global step {step}", flush=True)
+                  f"at global step {step}" + (f", continuing its card ({cpu_seconds / 3600:.2f} CPU hours, "
+                                             f"lr {learning_rate(step, schedule):.3g})" if continued else ""),
+                  flush=True)
     if not schedule:
         schedule = [[0, args.lr or 1e-4]]
     new_schedule = extend_schedule(schedule, step, args.lr)
