@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from codec.entropy.coder import PassDecoder, encode_passes, encode_symbols
-from codec.entropy.context import anchor_mask
+from codec.entropy.context import ExactGroupParameters, GroupParameters, anchor_mask
 from codec.entropy.gaussian import build_gaussian_tables, default_scale_table
 from codec.errors import CodecError
 from codec.registry import create_model
@@ -94,10 +94,10 @@ def test_bytes_and_pixels_identical_at_any_thread_count(photo):
     assert torch.equal(pixels_one, pixels_two)
 
 
-def test_large_latents_run_the_context_nets_in_tiles_with_identical_parameters(photo):
-    """Tiles of 3x3 latent positions (the photo's latent is 8x8) with a halo of 2, the 5x5 anchor conv's reach, give
-    every pass the same means and scale indices bit for bit as the whole latent (a halo of 1 does not), so the same
-    bytes, and either decoder reads the other's file."""
+def test_large_latents_run_the_context_nets_in_chunks_with_identical_parameters(photo):
+    """The context nets evaluated 5 positions at a time (the photo's latent is 8x8; large latents go 4,096 at a
+    time) give every pass the same means and scale indices bit for bit as all positions at once, so the same bytes,
+    and either decoder reads the other's file."""
     model = _context_model(seed=5)
     gain, _ = model.gains(model.quality_tensor(1.5))
     with torch.no_grad():
@@ -105,26 +105,42 @@ def test_large_latents_run_the_context_nets_in_tiles_with_identical_parameters(p
         scales, means = model.latent_codec.hyper_parameters(model.latent_codec.h_a(y))
     scales, means = scales * 3, means + 2 * y  # larger parameters than an untrained h_s gives: every tap matters
 
-    def parameters(tile: int, halo: int) -> list[tuple[np.ndarray, torch.Tensor]]:
-        model.latent_codec.y.exact_tile, model.latent_codec.y.exact_halo = tile, halo
+    def parameters(chunk: int) -> list[tuple[np.ndarray, torch.Tensor]]:
+        model.latent_codec.y.exact_chunk = chunk
         seen = []
 
-        def record(indices, pass_means, mask, part):
+        def record(indices, pass_means, part, positions):
             seen.append((indices, pass_means))
-            return torch.round(y[:, part][mask].double() - pass_means).long().numpy()
+            return torch.round(y[:, part][:, :, positions].flatten().double() - pass_means).long().numpy()
 
         model.latent_codec.y._passes(scales, means, record)
         return seen
 
-    whole, tiles, narrow = parameters(64, 2), parameters(3, 2), parameters(3, 1)
-    assert all(np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(whole, tiles))
-    assert not all(torch.equal(a[1], b[1]) for a, b in zip(whole, narrow))
-    in_tiles = _context_model(seed=5)
-    in_tiles.latent_codec.y.exact_tile = 3
-    model.latent_codec.y.exact_tile, model.latent_codec.y.exact_halo = 64, 2
+    whole, chunks = parameters(4096), parameters(5)
+    assert len(whole) == 2 * len(model.latent_codec.y.groups)
+    assert all(np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(whole, chunks))
+    in_chunks = _context_model(seed=5)
+    in_chunks.latent_codec.y.exact_chunk = 5
     streams = model.compress(photo, 1.5)
-    assert in_tiles.compress(photo, 1.5).sections == streams.sections
-    assert torch.equal(in_tiles.decompress(streams, 1.5, 70, 90), model.decompress(streams, 1.5, 70, 90))
+    assert in_chunks.compress(photo, 1.5).sections == streams.sections
+    assert torch.equal(in_chunks.decompress(streams, 1.5, 70, 90), model.decompress(streams, 1.5, 70, 90))
+
+
+def test_exact_context_nets_match_the_dense_float_convolutions():
+    """At one pass's positions, the exact evaluation (checkerboard taps only, positions gathered) agrees with the
+    trained float modules run densely on the same inputs, up to the fixed-point grid."""
+    torch.manual_seed(0)
+    group = GroupParameters(8, 16, 32)
+    torch.nn.init.normal_(group.head[-1].weight, std=0.1)
+    hyper, previous = torch.randn(1, 16, 6, 7), torch.randn(1, 16, 6, 7)
+    anchors = anchor_mask(6, 7)
+    group_hat = torch.round(torch.randn(1, 8, 6, 7) * 3) * anchors
+    with torch.no_grad():
+        dense = group.head(group.from_hyper(hyper) + group.from_previous(previous) + group.from_anchors(group_hat))
+    rows, cols = (~anchors[0, 0]).nonzero(as_tuple=True)
+    exact = ExactGroupParameters(group)(hyper, previous, group_hat, rows, cols, chunk=7)
+    assert exact.shape == (1, 16, len(rows))
+    assert torch.allclose(exact.float(), dense[:, :, rows, cols], atol=2e-3)
 
 
 def test_bf16_encoder_and_fp32_decoder_interoperate(photo):

@@ -227,6 +227,26 @@ def test_training_can_start_from_shipped_style_weights(tmp_path, photo_folder):
     assert "initialised from" in result.stdout
 
 
+def test_restarting_from_the_shipped_model_of_the_same_name_continues_its_card():
+    """On a machine without the run folder, --init from the shipped weights of the run's own model carries on the
+    card's global step, CPU hours, learning-rate schedule and level changes; other weights (or another
+    --init-step) start their own schedule."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import card_continuation
+
+    training = {"global_step": 43833, "cpu_hours": 10.5, "lr_schedule": [[0, 3e-5], [32391, 7.5e-6]],
+                "level_changes": [[15622, [0.001, 0.01]]]}
+    record = {"sha256": "ab", "model": "mean-scale-context", "training": training}
+    continued = card_continuation(record, "mean-scale-context", None)
+    assert continued == {"step": 43833, "cpu_seconds": 37800.0, "lr_schedule": [[0, 3e-5], [32391, 7.5e-6]],
+                         "level_changes": [[15622, [0.001, 0.01]]]}
+    assert card_continuation(record, "mean-scale-context", 43833) == continued
+    assert card_continuation(record, "mean-scale-context", 100) is None
+    assert card_continuation(record, "another-run", None) is None
+    assert card_continuation({"sha256": "cd"}, "mean-scale-context", None) is None
+    assert card_continuation(None, "mean-scale-context", None) is None
+
+
 def test_init_can_add_a_rate_level_with_interpolated_gains():
     import torch
 

@@ -17,7 +17,6 @@ bit-identical scale indices and means at any thread count, batch or precision pa
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -27,9 +26,8 @@ from torch import nn
 from codec.entropy.coder import PassDecoder, encode_passes
 from codec.entropy.gaussian import GaussianConditionalLatentCodec
 from codec.errors import CodecError
-from codec.nn.exact import ExactSequential
+from codec.nn.exact import ExactConvAt, ExactSequential
 from codec.nn.quantize import ste_round
-from codec.nn.tiling import tiled
 
 DEFAULT_GROUPS = (16, 16, 32, 64, 64)  # ELIC's uneven split of 192 channels
 
@@ -56,14 +54,34 @@ class GroupParameters(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
 
 
+def anchor_taps(size: int) -> torch.Tensor:
+    """[size, size] bool: the kernel taps that reach anchors from a non-anchor position (odd row + column offset);
+    in the second pass every other tap sees a position not yet decoded (zero)."""
+    offsets = torch.arange(size) - size // 2
+    return (offsets.view(-1, 1) + offsets.view(1, -1)) % 2 == 1
+
+
 class ExactGroupParameters:
-    """`GroupParameters` evaluated exactly (codec.nn.exact); float64 in and out."""
+    """`GroupParameters` evaluated exactly (codec.nn.exact) at one pass's positions; float64 in and out."""
 
     def __init__(self, group: GroupParameters) -> None:
-        self.from_hyper = ExactSequential(nn.Sequential(group.from_hyper))
-        self.from_previous = ExactSequential(nn.Sequential(group.from_previous)) if group.from_previous else None
-        self.from_anchors = ExactSequential(nn.Sequential(group.from_anchors))
+        self.from_hyper = ExactConvAt(group.from_hyper)
+        self.from_previous = ExactConvAt(group.from_previous) if group.from_previous else None
+        self.from_anchors = ExactConvAt(group.from_anchors, anchor_taps(group.from_anchors.kernel_size[0]))
         self.head = ExactSequential(group.head)
+
+    def __call__(self, hyper: torch.Tensor, previous: torch.Tensor | None, group_hat: torch.Tensor | None,
+                 rows: torch.Tensor, cols: torch.Tensor, chunk: int) -> torch.Tensor:
+        """(delta scale, delta mean) [B, 2 x channels, P] at positions (rows, cols): the anchor pass sees the
+        hyperprior and the groups before it, the second pass also the group's decoded anchors (sums in the same
+        order as training; each layer of the head sees one position at a time). Convolutions gather their inputs
+        `chunk` positions at a time."""
+        hidden = self.from_hyper(hyper, rows, cols, chunk)
+        if previous is not None:
+            hidden = hidden + self.from_previous(previous, rows, cols, chunk)
+        if group_hat is not None:
+            hidden = hidden + self.from_anchors(group_hat, rows, cols, chunk)
+        return self.head(hidden[..., None])[..., 0]
 
 
 class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
@@ -124,47 +142,31 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
         return scales + delta_scale, means + delta_mean
 
     # --- exact coding ----------------------------------------------------------------------------------------
-    exact_tile = 64  # latents over 64x64 positions run the context nets tile by tile ...
-    exact_halo = 2  # ... with the 5x5 anchor conv's reach of context (exact arithmetic: identical numbers)
-
-    @staticmethod
-    def _exact_delta(exact: ExactGroupParameters, scales: torch.Tensor, means: torch.Tensor,
-                     previous: torch.Tensor | None, group_hat: torch.Tensor | None,
-                     anchors: torch.Tensor) -> torch.Tensor:
-        """The group's (delta scale, delta mean) for one pass: the anchor pass sees the hyperprior and the groups
-        before it, the second pass also the group's decoded anchors (sums in the same order as training)."""
-        hidden = exact.from_hyper(torch.cat([scales, means], 1))
-        if previous is not None:
-            hidden = hidden + exact.from_previous(previous)
-        if group_hat is not None:
-            hidden = hidden + exact.from_anchors(group_hat * anchors)
-        return exact.head(hidden)
+    exact_chunk = 64 * 64  # positions gathered at a time (bounds the float64 working set on large latents)
 
     @torch.no_grad()
     def _passes(self, scales: torch.Tensor, means: torch.Tensor,
-                code: Callable[[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor], np.ndarray]) -> torch.Tensor:
-        """Walk the 2 x groups passes; `code(indices, means, mask, part)` codes one pass (returns its symbols at the
-        mask's positions, as the decoder reads them). Returns y_hat (float64)."""
+                code: Callable[[np.ndarray, torch.Tensor, slice, torch.Tensor], np.ndarray]) -> torch.Tensor:
+        """Walk the 2 x groups passes; `code(indices, means, part, positions)` codes one pass: the scale indices and
+        means of channels `part` at `positions` ([H, W] bool), flattened in (batch, channel, row, column) order; it
+        returns the symbols as the decoder reads them. Returns y_hat (float64)."""
         self.check_ready()
         if scales.shape[1] != self.channels:
             raise CodecError(f"corrupt bitstream: latent has {scales.shape[1]} channels, context model {self.channels}")
         scales, means = scales.double(), means.double()
-        anchors = anchor_mask(*scales.shape[-2:], device=scales.device)
+        anchors = anchor_mask(*scales.shape[-2:], device=scales.device)[0, 0]
         y_hat = torch.zeros_like(means)
         for exact, part in zip(self._exact, self.slices):
-            for is_anchor_pass in (True, False):
-                inputs = (scales[:, part], means[:, part], y_hat[:, : part.start] if part.start else None,
-                          None if is_anchor_pass else y_hat[:, part], anchors)
-                if scales.shape[-2] * scales.shape[-1] > self.exact_tile**2:  # large latents: tile by tile
-                    delta = tiled(lambda pieces: self._exact_delta(exact, *pieces), inputs, Fraction(1),
-                                  self.exact_tile, self.exact_halo)
-                else:
-                    delta = self._exact_delta(exact, *inputs)
-                scale_k, mean_k = self._refine(delta, scales[:, part], means[:, part])
-                mask = (anchors if is_anchor_pass else ~anchors).expand_as(mean_k)
-                indices = self.scale_indices(scale_k)
-                symbols = code(indices[mask].numpy(), mean_k[mask], mask, part)
-                y_hat[:, part][mask] = torch.from_numpy(symbols).double() + mean_k[mask]  # a view: fills y_hat
+            hyper = torch.cat([scales[:, part], means[:, part]], 1)
+            previous = y_hat[:, : part.start] if part.start else None
+            for positions in (anchors, ~anchors):
+                group_hat = None if positions is anchors else y_hat[:, part]  # its anchors, zeros elsewhere
+                rows, cols = positions.nonzero(as_tuple=True)
+                delta = exact(hyper, previous, group_hat, rows, cols, self.exact_chunk)
+                pass_scales, pass_means = self._refine(delta, scales[:, part][:, :, positions],
+                                                       means[:, part][:, :, positions])
+                symbols = code(self.scale_indices(pass_scales).flatten().numpy(), pass_means.flatten(), part, positions)
+                y_hat[:, part][:, :, positions] = torch.from_numpy(symbols).double().view_as(pass_means) + pass_means
         return y_hat
 
     @torch.no_grad()
@@ -173,8 +175,8 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
         y = y.double()
         passes: list[tuple[np.ndarray, np.ndarray]] = []
 
-        def code(indices: np.ndarray, pass_means: torch.Tensor, mask: torch.Tensor, part: slice) -> np.ndarray:
-            symbols = torch.round(y[:, part][mask] - pass_means).long().numpy()
+        def code(indices: np.ndarray, pass_means: torch.Tensor, part: slice, positions: torch.Tensor) -> np.ndarray:
+            symbols = torch.round(y[:, part][:, :, positions].flatten() - pass_means).long().numpy()
             passes.append((symbols, indices))
             return symbols
 

@@ -71,6 +71,44 @@ class ExactSequential:
         return x
 
 
+class ExactConvAt:
+    """A stride-1 Conv2d with "same" zero padding, evaluated exactly (the numbers `ExactSequential` gives) at chosen
+    output positions only, from chosen kernel taps only: a caller that knows the other taps only ever see zeros
+    (a checkerboard context) skips them. Output [B, out channels, P] for P positions."""
+
+    def __init__(self, layer: nn.Conv2d, taps: torch.Tensor | None = None) -> None:
+        height, width = layer.kernel_size
+        if layer.stride != (1, 1) or layer.dilation != (1, 1) or layer.groups != 1 or \
+                layer.padding != (height // 2, width // 2) or height % 2 == 0 or width % 2 == 0:
+            raise ValueError(f"{layer} is not a stride-1, odd-kernel, same-padded convolution")
+        self.shift = _weight_shift(layer.weight)  # of the whole kernel: the same grid as the dense evaluation
+        _check_exactness(layer)
+        taps = torch.ones(height, width, dtype=torch.bool) if taps is None else taps
+        self.offsets = [(int(dy), int(dx)) for dy, dx in taps.nonzero()]
+        weight = torch.round(layer.weight.detach().double() * 2.0**self.shift)[:, :, taps]  # [out, in, taps]
+        self.weight = weight.reshape(weight.shape[0], -1)
+        self.bias = layer.bias.detach().double().view(1, -1, 1) if layer.bias is not None else None
+        self.padding = (width // 2, width // 2, height // 2, height // 2)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """The convolution of x [B, C, H, W] at positions (rows[i], cols[i]), `chunk` positions at a time (the
+        gathered inputs are taps x chunk x C floats)."""
+        scale = 2.0**ACTIVATION_FRACTION_BITS
+        x_int = F.pad(torch.clamp(torch.round(x.double() * scale), -ACTIVATION_LIMIT, ACTIVATION_LIMIT), self.padding)
+        padded_width = x_int.shape[-1]
+        x_int = x_int.flatten(2)
+        weight = self.weight.to(x.device)
+        taps = torch.tensor([dy * padded_width + dx for dy, dx in self.offsets], device=x.device).view(-1, 1)
+        pieces = []
+        for start in range(0, len(rows), chunk):
+            where = taps + (rows[start : start + chunk] * padded_width + cols[start : start + chunk]).view(1, -1)
+            columns = x_int[:, :, where]  # [B, C, taps, P]
+            pieces.append(torch.matmul(weight, columns.flatten(1, 2)))  # integer sums below 2**53: exact
+        out = torch.cat(pieces, -1) * (2.0 ** -(ACTIVATION_FRACTION_BITS + self.shift))
+        return out + self.bias.to(x.device) if self.bias is not None else out
+
+
 def _exact_conv(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, shift: int) -> torch.Tensor:
     scale = 2.0**ACTIVATION_FRACTION_BITS
     x_int = torch.clamp(torch.round(x * scale), -ACTIVATION_LIMIT, ACTIVATION_LIMIT).contiguous()
