@@ -247,6 +247,15 @@ def test_restarting_from_the_shipped_model_of_the_same_name_continues_its_card()
     assert card_continuation(None, "mean-scale-context", None) is None
 
 
+def test_an_export_of_a_continued_card_adds_its_wall_time_and_resumes():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from export_weights import carry_card_totals
+
+    training = {"global_step": 60000, "wall_time_hours": 2.0, "resumes": 1}
+    carry_card_totals(training, {"global_step": 43833, "wall_time_hours": 6.457, "resumes": 11})
+    assert training == {"global_step": 60000, "wall_time_hours": 8.457, "resumes": 13}
+
+
 def test_init_can_add_a_rate_level_with_interpolated_gains():
     import torch
 

@@ -65,6 +65,13 @@ def training_summary(run: Path) -> dict:
     return summary
 
 
+def carry_card_totals(training: dict, previous: dict) -> None:
+    """A run restarted from the shipped weights of its own card (a machine without the run folder) adds the card's
+    wall time and resumes to its own (the restart counts as one more resume)."""
+    training["wall_time_hours"] = round(training["wall_time_hours"] + previous.get("wall_time_hours", 0.0), 3)
+    training["resumes"] += previous.get("resumes", 0) + 1
+
+
 def loss_description(run_args: dict) -> str:
     loss = "per-sample lambda_i * 255^2 * MSE + bpp, rate level i drawn uniformly per sample"
     if run_args.get("train_only"):
@@ -116,6 +123,7 @@ def main() -> None:
         },
     }
     if init and init.get("model") == args.name:  # a run that continued this model's card: its lineage goes on
+        carry_card_totals(card_fields["training"], init.get("training", {}))
         init = init.get("training", {}).get("init")
     if init:  # the weights "--init" pointed at, and how they were trained
         card_fields["training"]["init"] = init
