@@ -49,12 +49,15 @@ def test_anchor_mask_is_a_checkerboard():
     assert mask.tolist() == [[True, False, True, False], [False, True, False, True], [True, False, True, False]]
 
 
-def _context_model(seed: int = 0, active: bool = True):
+def _context_model(seed: int = 0, active: bool = True, residual_prediction: bool = False):
     torch.manual_seed(seed)
-    model = create_model("mean-scale-context", lambdas=LAMBDAS, n=32, m=48).eval()
+    model = create_model("mean-scale-context", lambdas=LAMBDAS, n=32, m=48,
+                         residual_prediction=residual_prediction).eval()
     if active:  # a trained model's context heads are not zero; make these do something
         for group in model.latent_codec.y.group_parameters:
             torch.nn.init.normal_(group.head[-1].weight, std=0.05)
+        if residual_prediction:
+            torch.nn.init.normal_(model.latent_codec.y.residual_prediction.net[-1].weight, std=0.05)
     model.update()
     return model
 
@@ -78,8 +81,32 @@ def test_decoder_rebuilds_every_mean_the_encoder_used(photo):
     assert (y_hat - y).abs().max() <= 0.5 + 1e-4
 
 
-def test_bytes_and_pixels_identical_at_any_thread_count(photo):
-    model = _context_model(seed=3)
+def test_residual_prediction_changes_pixels_only_and_starts_as_a_no_op(photo):
+    """Latent residual prediction runs after entropy decoding: the bytes are those of the model without it; fresh
+    (last layer zero) it decodes the same pixels, trained it moves them, and training sees it."""
+    plain = _context_model(seed=3)
+    fresh, active = (create_model("mean-scale-context", lambdas=LAMBDAS, n=32, m=48, residual_prediction=True).eval()
+                     for _ in range(2))
+    for model in (fresh, active):
+        missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+        assert missing and all(key.startswith("latent_codec.y.residual_prediction.") for key in missing)
+    with torch.no_grad():
+        active.latent_codec.y.residual_prediction.net[-1].weight.normal_(std=0.05)
+    fresh.update(), active.update()
+    streams = plain.compress(photo, 2.0)
+    assert fresh.compress(photo, 2.0).sections == active.compress(photo, 2.0).sections == streams.sections
+    pixels = plain.decompress(streams, 2.0, 70, 90)
+    assert torch.equal(fresh.decompress(streams, 2.0, 70, 90), pixels)
+    assert not torch.equal(active.decompress(streams, 2.0, 70, 90), pixels)
+    active.train()
+    output = active(photo[..., :64, :64], torch.tensor([2.0]))
+    output["x_hat"].mean().backward()
+    assert active.latent_codec.y.residual_prediction.net[-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("residual_prediction", [False, True])
+def test_bytes_and_pixels_identical_at_any_thread_count(photo, residual_prediction):
+    model = _context_model(seed=3, residual_prediction=residual_prediction)
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

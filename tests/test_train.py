@@ -78,6 +78,30 @@ def test_resume_can_add_a_rate_level_and_keeps_everything_else(tmp_path, photo_f
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
 
 
+def test_resume_can_add_residual_prediction_which_starts_fresh(tmp_path, photo_folder):
+    import torch
+
+    out, context = tmp_path / "run", ("--model", "mean-scale-context")
+    assert _train(out, photo_folder, 2, [sys.executable], context).returncode == 0
+    resumed = _train(out, photo_folder, 3, [sys.executable], (*context, "--residual-prediction"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "modules new to the run start fresh: latent_codec.y.residual_prediction" in resumed.stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and "latent_codec.y.residual_prediction.net.4.weight" in state["model"]
+    assert json.loads((out / "config.json").read_text())["residual_prediction"] is True
+
+
+def test_new_modules_are_whole_modules_the_checkpoint_lacks():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import new_modules
+
+    own = dict.fromkeys(["g_s.0.weight", "latent_codec.y.head.weight", "latent_codec.y.extra.net.0.weight"])
+    assert new_modules(own, dict.fromkeys(["g_s.0.weight", "latent_codec.y.head.weight"])) == ["latent_codec.y.extra"]
+    assert new_modules(own, dict.fromkeys(own)) == []
+    with pytest.raises(SystemExit, match="lacks g_s.0.weight"):  # a tensor missing from a module it has
+        new_modules({**own, "g_s.0.bias": None}, dict.fromkeys(["g_s.0.bias", *own][:1] + ["latent_codec.y.head.weight"]))
+
+
 def test_module_lr_scale_gives_a_faster_group_and_is_kept(tmp_path, photo_folder):
     import torch
 
@@ -89,6 +113,13 @@ def test_module_lr_scale_gives_a_faster_group_and_is_kept(tmp_path, photo_folder
     assert sorted(group["scale"] for group in state["optimizer"]["param_groups"]) == [1.0, 10.0]
     bad = _train(tmp_path / "bad", photo_folder, 1, [sys.executable], ("--module-lr-scale", "nothing=3"))
     assert bad.returncode != 0 and "has no module named 'nothing'" in bad.stderr
+    changed = _train(out, photo_folder, 3, [sys.executable], ("--module-lr-scale", "gains=5"))
+    assert changed.returncode != 0 and "the run trains gains at 10x" in changed.stderr
+    added = _train(out, photo_folder, 3, [sys.executable], ("--module-lr-scale", "gains=10", "g_s=3"))
+    assert added.returncode == 0 and "module learning-rate factors added: g_s=3" in added.stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["module_lr_scale"] == {"gains": 10.0, "g_s": 3.0} and state["step"] == 3
+    assert sorted(group["scale"] for group in state["optimizer"]["param_groups"]) == [1.0, 3.0, 10.0]
 
 
 CONTEXT = ("--model", "mean-scale-context", "--context-groups", "4", "4", "8", "8", "--context-hidden", "8",

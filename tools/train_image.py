@@ -114,6 +114,34 @@ def extend_schedule(schedule: list[list[float]], step: int, lr: float | None) ->
     return [*schedule, [step, lr]]
 
 
+def new_modules(own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> list[str]:
+    """Modules of the model that the checkpoint has no tensor of (added on resume, e.g. --residual-prediction): the
+    longest dotted prefixes of the missing keys under which the checkpoint has nothing."""
+    missing = [key for key in own if key not in saved]
+    modules = set()
+    for key in missing:
+        parts = key.split(".")
+        prefixes = [".".join(parts[:length]) for length in range(1, len(parts))]
+        free = [prefix for prefix in prefixes if not any(k.startswith(prefix + ".") for k in saved)]
+        if not free:
+            raise SystemExit(f"the checkpoint lacks {key} of a module it has: not a run of this model")
+        modules.add(free[0])
+    return sorted(modules)
+
+
+def run_module_scales(run: dict[str, float], requested: dict[str, float], report: bool) -> dict[str, float]:
+    """A resumed run keeps its --module-lr-scale factors; a module not in them yet (e.g. one new to the run) may be
+    given one, recorded from now on; changing a factor the run has is refused."""
+    changed = sorted(name for name, factor in requested.items() if name in run and run[name] != factor)
+    if changed:
+        raise SystemExit(f"--module-lr-scale: the run trains {changed[0]} at {run[changed[0]]:g}x; a run's factors "
+                         "are fixed (start a new run to change them)")
+    added = {name: factor for name, factor in requested.items() if name not in run}
+    if added and report:
+        print("module learning-rate factors added: " + ", ".join(f"{k}={v:g}" for k, v in added.items()), flush=True)
+    return {**run, **added}
+
+
 def card_continuation(init: dict | None, run_name: str, init_step: int | None) -> dict | None:
     """When --init is the shipped model this run is named after (a machine without the run folder), its card's
     global step, CPU seconds, learning-rate schedule and rate-level changes, so the long schedule carries on; None
@@ -346,6 +374,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--context-groups", type=int, nargs="+",
                         help="mean-scale-context: channel group sizes (default 16 16 32 64 64)")
     parser.add_argument("--context-hidden", type=int, help="mean-scale-context: hidden width of the context nets")
+    parser.add_argument("--residual-prediction", action="store_true",
+                        help="mean-scale-context: add latent residual prediction (Minnen & Singh 2020); on resume "
+                             "it starts at zero, under latent_codec.y's learning rate")
     parser.add_argument("--init", type=Path, help="start from these weights (e.g. weights/ms-hyperprior.safetensors)")
     parser.add_argument("--init-lambdas", type=float, nargs="+",
                         help="the rate levels the --init weights were trained with (default: --lambdas); new "
@@ -415,6 +446,8 @@ def main() -> None:
         config["groups"] = tuple(args.context_groups)
     if args.context_hidden:
         config["context_hidden"] = args.context_hidden
+    if args.residual_prediction:
+        config["residual_prediction"] = True
     model = create_model(args.model, **config).to(device)
     args.train_only = [module_name(name, model, "--train-only") for name in args.train_only or []]
     if args.train_only:
@@ -434,7 +467,9 @@ def main() -> None:
     state = load_checkpoint(args.out, device)
     if state is not None:
         upgrade_checkpoint(state, model)
-    lr_scales = state.get("module_lr_scale", {}) if state else parse_module_scales(args.module_lr_scale, model)
+    lr_scales = parse_module_scales(args.module_lr_scale, model)
+    if state:
+        lr_scales = run_module_scales(state.get("module_lr_scale", {}), lr_scales, rank == 0)
     optimizer = torch.optim.Adam(parameter_groups(main_named, lr_scales), lr=args.lr or 1e-4)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
     step = args.init_step or 0
@@ -458,7 +493,11 @@ def main() -> None:
                       "(gains remapped in log-lambda); recorded in the run", flush=True)
         level_changes = state.get("level_changes", [])
         own = model.state_dict()
-        model.load_state_dict({key: value for key, value in state["model"].items() if key in own})
+        new = new_modules(own, state["model"])
+        if new and rank == 0:
+            print(f"modules new to the run start fresh: {', '.join(new)}", flush=True)
+        model.load_state_dict({key: value for key, value in state["model"].items() if key in own},
+                              strict=not new)
         labels = [(group["names"], group["scale"]) for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
         for group, (group_names, scale) in zip(optimizer.param_groups, labels):

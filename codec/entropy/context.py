@@ -14,6 +14,12 @@ hyperprior's mean and scale (its last layer starts at zero, so a fresh context m
 mean-scale hyperprior it starts from). On the coding path the context networks run exactly (codec.nn.exact): their
 inputs are put on a fixed-point grid and every sum is an exact float64 integer, so the encoder and decoder derive
 bit-identical scale indices and means at any thread count, batch or precision path.
+
+Optional latent residual prediction (Minnen & Singh 2020, "LRP"): once every pass is decoded, a small network of
+the decoded latent and its entropy parameters predicts the rounding residual y - y_hat (clamped to +-1/2) and adds
+it before synthesis. It runs on the decoder only, after entropy decoding, so the bitstream is untouched; it is
+evaluated exactly like the context nets, so the pixels do not depend on the thread count; it starts at zero, so a
+model that gains it decodes exactly as before until it is trained.
 """
 from __future__ import annotations
 
@@ -61,6 +67,38 @@ def anchor_taps(size: int) -> torch.Tensor:
     return (offsets.view(-1, 1) + offsets.view(1, -1)) % 2 == 1
 
 
+class ResidualPrediction(nn.Module):
+    """Latent residual prediction (Minnen & Singh, ICIP 2020): the expected rounding residual given the whole
+    decoded latent (it runs after the last pass, so every group sees every other) and its refined entropy
+    parameters, clamped to +-1/2 (a clamp, not the paper's 0.5 tanh: exact on every machine). The last layer starts
+    at zero."""
+
+    def __init__(self, channels: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3 * channels, hidden, 1), nn.LeakyReLU(),
+                                 nn.Conv2d(hidden, hidden, 3, padding=1), nn.LeakyReLU(),
+                                 nn.Conv2d(hidden, channels, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self._exact: ExactSequential | None = None
+
+    @staticmethod
+    def _inputs(y_hat: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        return torch.cat([y_hat, means, scales], 1)
+
+    def forward(self, y_hat: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """y_hat plus the predicted residual (training)."""
+        return y_hat + self.net(self._inputs(y_hat, means, scales)).clamp(-0.5, 0.5)
+
+    def freeze(self) -> None:
+        """Build the exact evaluator from the current weights."""
+        self._exact = ExactSequential(self.net)
+
+    def exact(self, y_hat: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """y_hat plus the predicted residual, evaluated exactly (float64 in, float32 out)."""
+        return (y_hat + self._exact(self._inputs(y_hat, means, scales)).clamp(-0.5, 0.5)).float()
+
+
 class ExactGroupParameters:
     """`GroupParameters` evaluated exactly (codec.nn.exact) at one pass's positions; float64 in and out."""
 
@@ -88,13 +126,15 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
     """y of `sum(groups)` channels coded given the hyperprior's (scale, mean) and its own context; see the module
     docstring. Plugs into `HyperpriorLatentCodec` in place of the plain Gaussian conditional."""
 
-    def __init__(self, groups: tuple[int, ...] = DEFAULT_GROUPS, hidden: int = 128) -> None:
+    def __init__(self, groups: tuple[int, ...] = DEFAULT_GROUPS, hidden: int = 128,
+                 residual_prediction: bool = False) -> None:
         super().__init__()
         self.groups = tuple(int(channels) for channels in groups)
         starts = np.concatenate(([0], np.cumsum(self.groups))).tolist()
         self.slices = [slice(starts[k], starts[k + 1]) for k in range(len(self.groups))]
         self.group_parameters = nn.ModuleList(
             GroupParameters(channels, starts[k], hidden) for k, channels in enumerate(self.groups))
+        self.residual_prediction = ResidualPrediction(self.channels) if residual_prediction else None
         self._exact: list[ExactGroupParameters] | None = None
 
     @property
@@ -104,6 +144,8 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
     def _after_tables_loaded(self) -> None:
         """Build the exact evaluators from the current weights (after training: `update()` or loading tables)."""
         self._exact = [ExactGroupParameters(group) for group in self.group_parameters]
+        if self.residual_prediction is not None:
+            self.residual_prediction.freeze()
 
     # --- training ------------------------------------------------------------------------------------------
     def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> dict:
@@ -111,6 +153,8 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
         y_hat as the decoder will see it."""
         scales, means, y_hat = self.refine(y, scales, means, lambda part, mu: ste_round(part - mu) + mu)
         _, likelihoods = self.gaussian_conditional(y, scales, means=means)
+        if self.residual_prediction is not None:
+            y_hat = self.residual_prediction(y_hat, means, scales)
         return {"y_hat": y_hat, "likelihoods": {"y": likelihoods}}
 
     def refine(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
@@ -149,13 +193,15 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
                 code: Callable[[np.ndarray, torch.Tensor, slice, torch.Tensor], np.ndarray]) -> torch.Tensor:
         """Walk the 2 x groups passes; `code(indices, means, part, positions)` codes one pass: the scale indices and
         means of channels `part` at `positions` ([H, W] bool), flattened in (batch, channel, row, column) order; it
-        returns the symbols as the decoder reads them. Returns y_hat (float64)."""
+        returns the symbols as the decoder reads them. Returns (y_hat, scales, means) with the refined parameters
+        (float64)."""
         self.check_ready()
         if scales.shape[1] != self.channels:
             raise CodecError(f"corrupt bitstream: latent has {scales.shape[1]} channels, context model {self.channels}")
         scales, means = scales.double(), means.double()
         anchors = anchor_mask(*scales.shape[-2:], device=scales.device)[0, 0]
         y_hat = torch.zeros_like(means)
+        refined_scales, refined_means = torch.empty_like(scales), torch.empty_like(means)
         for exact, part in zip(self._exact, self.slices):
             hyper = torch.cat([scales[:, part], means[:, part]], 1)
             previous = y_hat[:, : part.start] if part.start else None
@@ -167,7 +213,9 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
                                                        means[:, part][:, :, positions])
                 symbols = code(self.scale_indices(pass_scales).flatten().numpy(), pass_means.flatten(), part, positions)
                 y_hat[:, part][:, :, positions] = torch.from_numpy(symbols).double().view_as(pass_means) + pass_means
-        return y_hat
+                refined_scales[:, part][:, :, positions] = pass_scales
+                refined_means[:, part][:, :, positions] = pass_means
+        return y_hat, refined_scales, refined_means
 
     @torch.no_grad()
     def encode(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> list[bytes]:
@@ -185,9 +233,11 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-        """Inverse of `encode`: y_hat (float32)."""
+        """Inverse of `encode`: y_hat (float32), plus the predicted residual where the model has one."""
         self.check_ready()
         decoder = PassDecoder(*sections, self.tables["y"])
-        y_hat = self._passes(scales, means, lambda indices, *_: decoder.decode(indices))
+        y_hat, refined_scales, refined_means = self._passes(scales, means, lambda indices, *_: decoder.decode(indices))
         decoder.finish()
+        if self.residual_prediction is not None:
+            return self.residual_prediction.exact(y_hat, refined_means, refined_scales)
         return y_hat.float()

@@ -40,9 +40,11 @@ class ContextHyperprior(MeanScaleHyperprior):
         "2 x groups passes on one ANS stack; h_s and the context networks evaluated exactly in integer-valued float64")
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192,
-                 groups: tuple[int, ...] | None = None, context_hidden: int = 128) -> None:
+                 groups: tuple[int, ...] | None = None, context_hidden: int = 128,
+                 residual_prediction: bool = False) -> None:
         groups = default_groups(m) if groups is None else tuple(groups)
         if sum(groups) != m:
             raise ValueError(f"channel groups {tuple(groups)} must add up to m = {m}")
         super().__init__(lambdas, n, m)
-        self.latent_codec.y = ChannelCheckerboardLatentCodec(tuple(groups), context_hidden)  # y's codec, in place
+        self.latent_codec.y = ChannelCheckerboardLatentCodec(tuple(groups), context_hidden,  # y's codec, in place
+                                                             residual_prediction)
