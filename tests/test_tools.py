@@ -41,7 +41,7 @@ def test_entropy_benchmark_tiny_run():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    """A 3-step mean-scale-context run on made-up photos."""
+    """A 3-step mean-scale-context run (with latent residual prediction) on made-up photos."""
     root = tmp_path_factory.mktemp("tiny")
     photos = root / "photos"
     photos.mkdir()
@@ -53,7 +53,7 @@ def tiny_run(tmp_path_factory) -> Path:
     run = root / "runs" / "tiny"
     result = _tool(TOOLS / "train_image.py", "--model", "mean-scale-context", "--channels", "16", "24",
                    "--batch", "2", "--crop", "64", "--threads", "1", "--lambdas", "0.002", "0.02", "--steps", "3",
-                   "--photos", photos, "--out", run)
+                   "--photos", photos, "--out", run, "--residual-prediction")
     assert result.returncode == 0, result.stderr[-2000:]
     return run
 
@@ -63,11 +63,13 @@ def test_validate_ledger_and_export_a_run(tiny_run, tmp_path):
         pytest.skip("no BSDS500 in ../shared/data (CI has it)")
     report_path = tmp_path / "validation.json"
     validated = _tool(TOOLS / "validate_image.py", "--run", tiny_run, "--against", "ms-hyperprior", "--images", "1",
-                      "--json-out", report_path)
+                      "--json-out", report_path, "--ablate-residual-prediction")
     assert validated.returncode == 0, validated.stderr[-2000:]
     report = json.loads(report_path.read_text())
     assert report["step"] == 3 and len(report["curves"]["run"]["bpp"]) == 2
     assert len(report["curves"]["ms-hyperprior"]["bpp"]) == 7
+    ablated = report["curves"]["run without residual prediction"]
+    assert ablated["bpp"] == report["curves"]["run"]["bpp"]  # the same bytes: only the pixels differ
 
     home = tmp_path / "home"
     exported = _tool(TOOLS / "export_weights.py", "--run", tiny_run, "--name", "tiny-ctx", "--home", home)
@@ -76,6 +78,8 @@ def test_validate_ledger_and_export_a_run(tiny_run, tmp_path):
     assert card["family"] == "mean-scale-context" and card["training"]["global_step"] == 3
     assert card["training"]["lr_schedule"] == [[0, 1e-4]]
     assert "channel groups" in card["architecture"]["description"]
+    assert card["config"]["residual_prediction"] is True
+    assert "latent residual prediction" in card["architecture"]["description"]
 
     for session in (1, 2):  # one ledger line per session, appended
         ledger = _tool(TOOLS / "ledger.py", "--card", "tiny-ctx", "--validation", report_path, "--models-dir",

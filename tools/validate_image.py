@@ -11,6 +11,7 @@ never used for that.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import warnings
@@ -53,12 +54,32 @@ def rd_curve(model, images: list[torch.Tensor], label: str) -> dict:
     return {"quality": levels, "bpp": bpps, "psnr": psnrs}
 
 
+WITHOUT_RESIDUAL = "run without residual prediction"
+
+
+def without_residual_prediction(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a context model whose latent residual prediction adds nothing (its last layer zeroed)."""
+    predictor = getattr(model.latent_codec.y, "residual_prediction", None)
+    if predictor is None:
+        raise SystemExit("--ablate-residual-prediction: the run's model has no residual prediction")
+    ablated = copy.deepcopy(model)
+    predictor = ablated.latent_codec.y.residual_prediction
+    with torch.no_grad():
+        predictor.net[-1].weight.zero_()
+        predictor.net[-1].bias.zero_()
+    predictor.freeze()
+    return ablated
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="a training run folder (checkpoint.pt, config.json)")
     parser.add_argument("--against", nargs="+", default=["ms-hyperprior"], help="shipped models to compare with")
     parser.add_argument("--images", type=int, default=24, help="BSDS500 test images (the first N, sorted)")
     parser.add_argument("--json-out", type=Path, help="write the curves and BD-rates here")
+    parser.add_argument("--ablate-residual-prediction", action="store_true",
+                        help="also code with the run's latent residual prediction switched off (same bytes, its "
+                             "pixels): the BD-rate against that is what the residual prediction brings")
     args = parser.parse_args()
 
     paths = validation_photos()[: args.images]
@@ -68,12 +89,16 @@ def main() -> None:
     candidate, state = model_from_run(args.run)
     step = int(state["step"])
     curves = {"run": rd_curve(candidate, images, "run")}
+    against = list(args.against)
+    if args.ablate_residual_prediction:
+        curves[WITHOUT_RESIDUAL] = rd_curve(without_residual_prediction(candidate), images, WITHOUT_RESIDUAL)
+        against.append(WITHOUT_RESIDUAL)
     for name in args.against:
         curves[name] = rd_curve(load_model(name)[0], images, name)
     report = {"run": str(args.run), "step": step, "cpu_hours": float(state.get("cpu_seconds", 0.0)) / 3600,
               "images": len(images), "curves": curves, "bd_rate_psnr": {}}
     ours = curves["run"]
-    for name in args.against:
+    for name in against:
         theirs = curves[name]
         try:
             report["bd_rate_psnr"][name] = round(bd_rate(theirs["bpp"], theirs["psnr"], ours["bpp"], ours["psnr"]), 2)

@@ -39,6 +39,15 @@ class ContextHyperprior(MeanScaleHyperprior):
         "constriction ANS; z: per-channel factorized tables; y: 64 Gaussian scale tables, means outside the CDF, all "
         "2 x groups passes on one ANS stack; h_s and the context networks evaluated exactly in integer-valued float64")
 
+    @classmethod
+    def card_text(cls, config: dict) -> dict[str, str]:
+        text = super().card_text(config)
+        if config.get("residual_prediction"):
+            text["description"] += ("; latent residual prediction (Minnen & Singh 2020): after the last pass a 3-layer "
+                                    "net of y_hat and its refined mean and scale adds the expected rounding residual "
+                                    "(clamped to +-1/2, evaluated exactly)")
+        return text
+
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192,
                  groups: tuple[int, ...] | None = None, context_hidden: int = 128,
                  residual_prediction: bool = False) -> None:
