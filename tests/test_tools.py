@@ -41,7 +41,8 @@ def test_entropy_benchmark_tiny_run():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    """A 3-step mean-scale-context run (with latent residual prediction) on made-up photos."""
+    """A 3-step mean-scale-context run (with latent residual prediction and a parameter average) on made-up
+    photos."""
     root = tmp_path_factory.mktemp("tiny")
     photos = root / "photos"
     photos.mkdir()
@@ -53,7 +54,7 @@ def tiny_run(tmp_path_factory) -> Path:
     run = root / "runs" / "tiny"
     result = _tool(TOOLS / "train_image.py", "--model", "mean-scale-context", "--channels", "16", "24",
                    "--batch", "2", "--crop", "64", "--threads", "1", "--lambdas", "0.002", "0.02", "--steps", "3",
-                   "--photos", photos, "--out", run, "--residual-prediction")
+                   "--photos", photos, "--out", run, "--residual-prediction", "--ema", "0.9")
     assert result.returncode == 0, result.stderr[-2000:]
     return run
 
@@ -79,6 +80,7 @@ def test_validate_ledger_and_export_a_run(tiny_run, tmp_path):
     assert card["training"]["lr_schedule"] == [[0, 1e-4]]
     assert "channel groups" in card["architecture"]["description"]
     assert card["config"]["residual_prediction"] is True
+    assert "moving average of the parameters (decay 0.9, from step 0)" in card["training"]["optimizer"]
     assert "latent residual prediction" in card["architecture"]["description"]
 
     for session in (1, 2):  # one ledger line per session, appended

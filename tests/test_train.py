@@ -102,6 +102,53 @@ def test_new_modules_are_whole_modules_the_checkpoint_lacks():
         new_modules({**own, "g_s.0.bias": None}, dict.fromkeys(["g_s.0.bias", *own][:1] + ["latent_codec.y.head.weight"]))
 
 
+def test_a_parameter_average_resumes_and_is_what_validation_and_export_see(tmp_path, photo_folder):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from run_model import model_from_run
+
+    out = tmp_path / "run"
+    assert _train(out, photo_folder, 2, [sys.executable], ("--lr", "1e-3")).returncode == 0
+    started = _train(out, photo_folder, 4, [sys.executable], ("--ema", "0.5"))  # a resume may start one
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert "parameter average (decay 0.5) from step 2 on" in started.stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["ema_decay"] == 0.5 and state["ema_from_step"] == 2 and set(state["ema"]) <= set(state["model"])
+    name = "g_s.0.weight"
+    assert not torch.equal(state["ema"][name], state["model"][name])  # an average, not a copy
+    changed = _train(out, photo_folder, 5, [sys.executable], ("--ema", "0.9"))
+    assert changed.returncode != 0 and "decay 0.5; it is fixed for the run" in changed.stderr
+    assert _train(out, photo_folder, 5, [sys.executable]).returncode == 0  # resumes with the run's average
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 5 and state["ema_from_step"] == 2
+    averaged, _ = model_from_run(out)
+    raw, _ = model_from_run(out, average=False)
+    assert torch.equal(averaged.state_dict()[name], state["ema"][name])
+    assert torch.equal(raw.state_dict()[name], state["model"][name])
+
+
+def test_parameter_average_swaps_in_and_back():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from training import ParameterAverage
+
+    layer = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    average = ParameterAverage(layer, 0.75, from_step=0)
+    with torch.no_grad():
+        layer.weight.fill_(3.0)
+    average.update()  # 0.75 * 1 + 0.25 * 3
+    assert torch.allclose(average.state_dict()["weight"], torch.full((1, 2), 1.5))
+    with average.swapped_in():
+        assert torch.allclose(layer.weight, torch.full((1, 2), 1.5))
+    assert torch.allclose(layer.weight, torch.full((1, 2), 3.0))
+    with pytest.raises(ValueError):
+        ParameterAverage(layer, 1.0, from_step=0)
+
+
 def test_module_lr_scale_gives_a_faster_group_and_is_kept(tmp_path, photo_folder):
     import torch
 

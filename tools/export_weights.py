@@ -44,7 +44,11 @@ def optimizer_description(state: dict, run_args: dict) -> str:
             text += "; " + ", ".join(f"{name} at {factor:g}x that rate" for name, factor in scales.items())
     else:  # runs from before the global schedule: a warm-up and cosine per run
         text = f"Adam, peak lr {run_args['lr']}, 500-step warm-up then cosine to 10 %"
-    return text + ", grad clip 1.0; aux Adam 1e-3 on the bottleneck quantiles"
+    text += ", grad clip 1.0; aux Adam 1e-3 on the bottleneck quantiles"
+    if "ema" in state:
+        text += (f"; the weights are the exponential moving average of the parameters (decay {state['ema_decay']:g}, "
+                 f"from step {state['ema_from_step']})")
+    return text
 
 
 def training_summary(run: Path) -> dict:

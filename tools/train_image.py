@@ -14,6 +14,7 @@ random rate level i and the loss lambda_i * 255^2 * MSE + bpp (Cui et al., CVPR 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -36,7 +37,8 @@ from codec.precision import use_bf16  # noqa: E402
 from codec.registry import create_model  # noqa: E402
 from model_card import run_init_record  # noqa: E402
 from photos import IMAGENETTE_SIDE, imagenette_photos, training_photos, validation_photos  # noqa: E402
-from training import StopRequest, init_from_weights, load_checkpoint, save_checkpoint, write_run_config  # noqa: E402
+from training import (ParameterAverage, StopRequest, init_from_weights, load_checkpoint, save_checkpoint,  # noqa: E402
+                      write_run_config)
 
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 LARGE_SIDE = 1024  # big wallpapers are downscaled so their detail matches ordinary photos
@@ -140,6 +142,27 @@ def run_module_scales(run: dict[str, float], requested: dict[str, float], report
     if added and report:
         print("module learning-rate factors added: " + ", ".join(f"{k}={v:g}" for k, v in added.items()), flush=True)
     return {**run, **added}
+
+
+def parameter_average(model: torch.nn.Module, state: dict | None, decay: float | None, step: int,
+                      report: bool) -> ParameterAverage | None:
+    """The run's parameter average (--ema): resumed from the checkpoint with the run's decay, or started now."""
+    if state is not None and "ema" in state:
+        if decay is not None and decay != state["ema_decay"]:
+            raise SystemExit(f"--ema: the run averages with decay {state['ema_decay']:g}; it is fixed for the run")
+        average = ParameterAverage(model, float(state["ema_decay"]), int(state["ema_from_step"]),
+                                   model.upgrade_state_dict(state["ema"]))
+        if average.restarted and report:
+            print(f"parameter average: {len(average.restarted)} tensors new to it start from their values", flush=True)
+        return average
+    if decay is None:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise SystemExit(f"--ema must be in (0, 1), got {decay:g}")
+    average = ParameterAverage(model, decay, step)
+    if report:
+        print(f"parameter average (decay {decay:g}) from step {step} on; validation and export use it", flush=True)
+    return average
 
 
 def card_continuation(init: dict | None, run_name: str, init_step: int | None) -> dict | None:
@@ -389,6 +412,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile g_a and g_s (~1.4x faster steps here; ~30 s to compile at the start)")
+    parser.add_argument("--ema", type=float, metavar="DECAY",
+                        help="keep an exponential moving average of the parameters (e.g. 0.999) for validation and "
+                             "export; fixed for the run once set (a resume may start one)")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument("--validate-every", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
@@ -528,6 +554,7 @@ def main() -> None:
         print(f"learning rate {args.lr:g} from step {step} on (was {schedule[-1][1]:g}); recorded in the run",
               flush=True)
     schedule = new_schedule
+    average = parameter_average(model, state, args.ema, step, rank == 0)
     forward_model = model
     if world > 1:
         # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
@@ -546,6 +573,8 @@ def main() -> None:
                  "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step,
                  "lr_schedule": schedule, "module_lr_scale": lr_scales,
                  "lambdas": list(args.lambdas), "level_changes": level_changes, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
+        if average is not None:
+            state.update(ema=average.state_dict(), ema_decay=average.decay, ema_from_step=average.from_step)
         save_checkpoint(args.out, state)
 
     cpu_started = time.process_time()
@@ -580,6 +609,8 @@ def main() -> None:
             for parameter in aux_params:
                 dist.all_reduce(parameter.data)
                 parameter.data /= world
+        if average is not None:
+            average.update()
         step += 1
         progress.update(1)
         if rank != 0:
@@ -597,7 +628,8 @@ def main() -> None:
             last_save = time.time()
         if step % args.validate_every == 0 or step == args.steps:
             levels_to_check = sorted({0, len(args.lambdas) // 2, len(args.lambdas) - 1})
-            record = {"step": step, "validation": validate(model, validation, levels_to_check, device)}
+            with average.swapped_in() if average is not None else contextlib.nullcontext():
+                record = {"step": step, "validation": validate(model, validation, levels_to_check, device)}
             training_mode(model, args.train_only)
             log.write(json.dumps(record) + "\n")
             log.flush()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -26,6 +27,45 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.requested = True
+
+
+class ParameterAverage:
+    """Exponential moving average of a model's parameters (Polyak & Juditsky 1992): weights that average out the
+    step-to-step noise of the learning rate, for validation and export, while training goes on with the raw ones.
+    Kept by parameter name in the checkpoint; a parameter new to the run (or reshaped) starts from its value."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, from_step: int,
+                 saved: dict[str, torch.Tensor] | None = None) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"an average's decay must be in (0, 1), got {decay}")
+        self.decay, self.from_step = decay, from_step
+        self.named = list(model.named_parameters())
+        saved = saved or {}
+        self.restarted = [name for name, p in self.named if name not in saved or saved[name].shape != p.shape]
+        self.average = [saved[name].to(p.device).clone() if name not in self.restarted else p.detach().clone()
+                        for name, p in self.named]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Fold the current parameters in: average <- decay * average + (1 - decay) * parameter."""
+        for average, (_, parameter) in zip(self.average, self.named):
+            average.lerp_(parameter.detach(), 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: average for (name, _), average in zip(self.named, self.average)}
+
+    @contextmanager
+    @torch.no_grad()
+    def swapped_in(self) -> Iterator[None]:
+        """The model holds the averaged parameters inside the block, its own again after it."""
+        own = [parameter.detach().clone() for _, parameter in self.named]
+        for average, (_, parameter) in zip(self.average, self.named):
+            parameter.copy_(average)
+        try:
+            yield
+        finally:
+            for value, (_, parameter) in zip(own, self.named):
+                parameter.copy_(value)
 
 
 def save_checkpoint(run: Path, state: dict) -> None:

@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--against", nargs="+", default=["ms-hyperprior"], help="shipped models to compare with")
     parser.add_argument("--images", type=int, default=24, help="BSDS500 test images (the first N, sorted)")
     parser.add_argument("--json-out", type=Path, help="write the curves and BD-rates here")
+    parser.add_argument("--raw", action="store_true",
+                        help="validate the run's raw parameters, not its parameter average (train_image --ema)")
     parser.add_argument("--ablate-residual-prediction", action="store_true",
                         help="also code with the run's latent residual prediction switched off (same bytes, its "
                              "pixels): the BD-rate against that is what the residual prediction brings")
@@ -86,7 +88,7 @@ def main() -> None:
     if not paths:
         raise SystemExit("no BSDS500 test photos found (../shared/data/bsds500/test)")
     images = [load_photo(path) for path in paths]
-    candidate, state = model_from_run(args.run)
+    candidate, state = model_from_run(args.run, average=not args.raw)
     step = int(state["step"])
     curves = {"run": rd_curve(candidate, images, "run")}
     against = list(args.against)
@@ -95,7 +97,9 @@ def main() -> None:
         against.append(WITHOUT_RESIDUAL)
     for name in args.against:
         curves[name] = rd_curve(load_model(name)[0], images, name)
-    report = {"run": str(args.run), "step": step, "cpu_hours": float(state.get("cpu_seconds", 0.0)) / 3600,
+    weights = "average" if "ema" in state and not args.raw else "raw"
+    report = {"run": str(args.run), "step": step, "weights": weights,
+              "cpu_hours": float(state.get("cpu_seconds", 0.0)) / 3600,
               "images": len(images), "curves": curves, "bd_rate_psnr": {}}
     ours = curves["run"]
     for name in against:
@@ -108,7 +112,8 @@ def main() -> None:
         points = ", ".join(f"{b:.3f}/{p:.2f}" for b, p in zip(curve["bpp"], curve["psnr"]))
         print(f"{name:>22}: bpp/PSNR {points}")
     for name, value in report["bd_rate_psnr"].items():
-        print(f"BD-rate (PSNR) of the run at step {step} vs {name}: {value:+.2f} % on {len(images)} BSDS500 test images")
+        print(f"BD-rate (PSNR) of the run at step {step} ({weights} parameters) vs {name}: {value:+.2f} % on "
+              f"{len(images)} BSDS500 test images")
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=1))
 
