@@ -26,7 +26,8 @@ def ledger_entry(report: dict, cpu_hours: float, shipped: bool) -> dict:
         "global_step": int(report["step"]),
         "cpu_hours": round(cpu_hours, 3),
         "validation_images": int(report["images"]),
-        **{f"bd_rate_psnr_vs_{name}_percent": value for name, value in report["bd_rate_psnr"].items()},
+        **{f"bd_rate_psnr_vs_{name.replace(' ', '_')}_percent": value for name, value in report["bd_rate_psnr"].items()},
+        **({"weights": report["weights"]} if "weights" in report else {}),
         "exported": shipped,
     }
 
