@@ -639,6 +639,7 @@ def main() -> None:
         save()
         print(f"checkpoint saved at step {step}" + (" (stop requested)" if stop.requested else ""), flush=True)
     if world > 1:
+        dist.barrier()  # rank 0 may still be saving and validating: tear gloo down only once every rank is here
         dist.destroy_process_group()
 
 
