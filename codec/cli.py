@@ -41,6 +41,8 @@ def _encode(args: argparse.Namespace) -> None:
     from codec.imageio import check_output, load_image, write_atomically
 
     check_output(args.output, args.force, inputs=(args.input,))
+    if args.refine and (args.target_bpp is not None or args.target_psnr is not None):
+        raise CodecError("--refine cannot be combined with --target-bpp / --target-psnr")
     started = time.perf_counter()
     loaded = load_image(args.input, args.max_pixels)
     if args.target_bpp is not None or args.target_psnr is not None:
@@ -53,7 +55,8 @@ def _encode(args: argparse.Namespace) -> None:
         status = "met" if result.met else "NOT met (closest quality used)"
         print(f"target {target}: {status} at quality {result.quality:.4f} ({achieved})")
     else:
-        data = encode_image(loaded, model=args.model, quality=args.quality)
+        data = encode_image(loaded, model=args.model, quality=args.quality, refine_steps=args.refine,
+                            progress=args.refine > 0)
     write_atomically(args.output, data)
     height, width = loaded.pixels.shape[-2:]
     print(f"{args.output}: {len(data)} bytes, {len(data) * 8 / (height * width):.4f} bpp, "
@@ -259,6 +262,17 @@ def _bench(args: argparse.Namespace) -> None:
         _write_json(args.output, result, args.force)
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (argparse turns the error into a usage message and exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codec", description="Learned image and feature codec.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "gain-unit models, rounded to a level (with a warning) for models with discrete levels")
     rate.add_argument("--target-bpp", type=float, help="best quality whose size is at most this many bits per pixel")
     rate.add_argument("--target-psnr", type=float, help="smallest file whose PSNR reaches this many dB")
+    encode.add_argument("--refine", type=non_negative_int, default=0, metavar="STEPS",
+                        help="optimize this image's latent for STEPS steps first (about 60: smaller files at the same "
+                             "quality, seconds of encoding; the decoder is unchanged; not with --target-*)")
     encode.add_argument("--force", action="store_true", help="overwrite an existing output")
     limit(encode)
     encode.set_defaults(run=_encode)

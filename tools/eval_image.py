@@ -30,9 +30,8 @@ from photos import kodak_photos, validation_photos  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, qualities: list[float] | None) -> dict:
-    folder = RESULTS / "rd_curves" / f"{label}-metrics"  # our measured curves (JSON), not copies of the data
-    folder.mkdir(parents=True, exist_ok=True)
+def baseline_files(label: str, paths: list[Path], folder: Path, reuse: bool) -> dict[str, Path]:
+    """JPEG / WebP / AVIF curves of `paths` in `folder` (measured, or reused where asked and present)."""
     files = {}
     for codec_name in ("jpeg", "webp", "avif"):
         path = folder / f"{codec_name}.json"
@@ -41,17 +40,28 @@ def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, q
                               baseline_encoder(codec_name), decode_bytes)
             path.write_text(json.dumps(result, indent=1))
         files[codec_name] = path
-    for name in models:
-        model, card = prepared_model(name)
-        model_qualities = qualities or [float(q) for q in range(int(model.max_quality) + 1)]
-        result = evaluate(name, f"codec {card.family}, {label}", paths, model_qualities,
-                          lambda image, q, name=name: encode_image(image, name, q), decode_image)
-        path = folder / f"{name}.json"
-        path.write_text(json.dumps(result, indent=1))
-        files[name] = path
-    published = label == "kodak"
+    return files
+
+
+def model_file(name: str, label: str, paths: list[Path], folder: Path, qualities: list[float] | None,
+               refine_steps: int = 0, series: str | None = None) -> Path:
+    """Measure shipped model `name` on `paths` (every level unless `qualities`), written as `series` (default:
+    the model's name) in `folder`."""
+    model, card = prepared_model(name)
+    model_qualities = qualities or [float(q) for q in range(int(model.max_quality) + 1)]
+    series = series or name
+    result = evaluate(series, f"codec {card.family}, {label}", paths, model_qualities,
+                      lambda image, q: encode_image(image, name, q, refine_steps=refine_steps), decode_image)
+    path = folder / f"{series}.json"
+    path.write_text(json.dumps(result, indent=1))
+    return path
+
+
+def write_report(label: str, files: dict[str, Path], images: int, published: bool) -> dict:
+    """BD-rate tables (PSNR, MS-SSIM) as tools/results/<label>_bdrate.md and the RD plot <label>_rd.png; returns
+    the curves."""
     curves = load_curves(list(files.values()), published)
-    report = [f"# BD-rate on {label} ({len(paths)} images), rows vs columns, 0-2 bpp", ""]
+    report = [f"# BD-rate on {label} ({images} images), rows vs columns, 0-2 bpp", ""]
     for metric in ("psnr-rgb", "ms-ssim-rgb"):
         report += [f"## {metric}", "", markdown(*table(curves, metric)), ""]
     (RESULTS / f"{label}_bdrate.md").write_text("\n".join(report))
@@ -60,6 +70,15 @@ def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, q
     subprocess.run(command, check=True)
     print("\n".join(report))
     return curves
+
+
+def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, qualities: list[float] | None) -> dict:
+    folder = RESULTS / "rd_curves" / f"{label}-metrics"  # our measured curves (JSON), not copies of the data
+    folder.mkdir(parents=True, exist_ok=True)
+    files = baseline_files(label, paths, folder, reuse)
+    for name in models:
+        files[name] = model_file(name, label, paths, folder, qualities)
+    return write_report(label, files, len(paths), published=label == "kodak")
 
 
 def record_in_cards(label: str, curves: dict, models: list[str], images: int) -> None:

@@ -33,7 +33,7 @@ from codec.entropy.coder import PassDecoder, encode_passes
 from codec.entropy.gaussian import GaussianConditionalLatentCodec
 from codec.errors import CodecError
 from codec.nn.exact import ExactConvAt, ExactSequential
-from codec.nn.quantize import ste_round
+from codec.nn.quantize import Quantizer, round_around
 
 DEFAULT_GROUPS = (16, 16, 32, 64, 64)  # ELIC's uneven split of 192 channels
 
@@ -151,14 +151,24 @@ class ChannelCheckerboardLatentCodec(GaussianConditionalLatentCodec):
     def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> dict:
         """Likelihoods and y_hat (straight-through rounding around the refined means), every group conditioned on
         y_hat as the decoder will see it."""
-        scales, means, y_hat = self.refine(y, scales, means, lambda part, mu: ste_round(part - mu) + mu)
+        scales, means, y_hat = self.refine(y, scales, means, round_around)
         _, likelihoods = self.gaussian_conditional(y, scales, means=means)
         if self.residual_prediction is not None:
             y_hat = self.residual_prediction(y_hat, means, scales)
         return {"y_hat": y_hat, "likelihoods": {"y": likelihoods}}
 
+    def estimate(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
+                 quantize: Quantizer = round_around) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, bits), every group quantized by `quantize(y, means)` (by default as the coder does, with
+        straight-through gradients) and conditioned on the groups before it; residual prediction included."""
+        scales, means, y_hat = self.refine(y, scales, means, quantize)
+        bits = self.bits(y_hat, scales, means)
+        if self.residual_prediction is not None:
+            y_hat = self.residual_prediction(y_hat, means, scales)
+        return y_hat, bits
+
     def refine(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
-               quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, ...]:
+               quantize: Quantizer) -> tuple[torch.Tensor, ...]:
         """(scales, means, y_hat) for the whole latent, every group conditioned as the decoder will see it.
 
         `quantize(y, means)` gives y_hat (e.g. straight-through rounding of y - means, plus means)."""

@@ -16,7 +16,7 @@ from codec.entropy.latent_codec import LatentCodec
 from codec.entropy.streams import LatentStreams
 from codec.entropy.tables import TableSet
 from codec.errors import CodecError
-from codec.nn.quantize import ste_round
+from codec.nn.quantize import Quantizer, round_around
 
 MAX_HALF_WIDTH = 1024
 
@@ -39,6 +39,13 @@ def build_factorized_tables(bottleneck: EntropyBottleneck) -> tuple[TableSet, to
         offsets.append(low)
         tails.append(max(0.0, 1.0 - float(pmf.sum())))
     return TableSet.from_pmfs(pmfs, offsets, tails), medians
+
+
+def bits_of(entropy_model: torch.nn.Module, likelihood: torch.Tensor) -> torch.Tensor:
+    """Total information content (bits) of `likelihood`, under the model's lower bound as in training."""
+    if entropy_model.use_likelihood_bound:
+        likelihood = entropy_model.likelihood_lower_bound(likelihood)
+    return -torch.log2(likelihood).sum()
 
 
 def channel_index(shape: tuple[int, ...]) -> np.ndarray:
@@ -93,12 +100,19 @@ class FactorizedLatentCodec(LatentCodec):
     def forward(self, y: torch.Tensor) -> dict:
         y_hat, likelihoods = self.entropy_bottleneck(y)
         if self.straight_through:
-            medians = self.medians()
-            y_hat = ste_round(y - medians) + medians
+            y_hat = round_around(y, self.medians())
         return {"y_hat": y_hat, "likelihoods": {self.name: likelihoods}}
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+    def estimate(self, y: torch.Tensor, quantize: Quantizer = round_around) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, bits) with y_hat = quantize(y, medians): by default as the coder makes them (rounding around the
+        medians, straight-through gradients); what encoder-side refinement (codec.image.refine) minimises."""
+        y_hat = quantize(y, self.medians())
+        values = y_hat.transpose(0, 1).reshape(y.shape[1], 1, -1)  # the bottleneck's [C, 1, N] layout
+        likelihood, _, _ = self.entropy_bottleneck._likelihood(values)
+        return y_hat, bits_of(self.entropy_bottleneck, likelihood)
 
     @torch.no_grad()
     def update(self) -> None:

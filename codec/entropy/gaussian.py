@@ -14,11 +14,12 @@ from scipy.special import ndtr, ndtri
 
 from codec._compressai import gaussian_conditional
 from codec.entropy.coder import decode_symbols, encode_symbols
+from codec.entropy.factorized import bits_of
 from codec.entropy.latent_codec import LatentCodec
 from codec.entropy.streams import LatentStreams
 from codec.entropy.tables import TableSet
 from codec.errors import CodecError
-from codec.nn.quantize import ste_round
+from codec.nn.quantize import Quantizer, round_around
 
 SCALE_BOUND = 0.11
 NUM_SCALES = 64
@@ -68,7 +69,18 @@ class GaussianConditionalLatentCodec(LatentCodec):
         """Likelihoods under noise (CompressAI) and y_hat = round(y - mean) + mean with a straight-through gradient
         (the "mixed" quantization: noise for the rate, rounding for the synthesis)."""
         _, likelihoods = self.gaussian_conditional(y, scales, means=means)
-        return {"y_hat": ste_round(y - means) + means, "likelihoods": {"y": likelihoods}}
+        return {"y_hat": round_around(y, means), "likelihoods": {"y": likelihoods}}
+
+    def estimate(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
+                 quantize: Quantizer = round_around) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, bits) with y_hat = quantize(y, means): by default as the coder makes them (round(y - mean) + mean,
+        straight-through gradients)."""
+        y_hat = quantize(y, means)
+        return y_hat, self.bits(y_hat, scales, means)
+
+    def bits(self, y_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """Information content (bits) of the rounded `y_hat` under Gaussians of `scales` around `means`."""
+        return bits_of(self.gaussian_conditional, self.gaussian_conditional._likelihood(y_hat, scales, means))
 
     @torch.no_grad()
     def update(self) -> None:

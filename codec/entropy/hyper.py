@@ -18,6 +18,7 @@ from codec.entropy.latent_codec import LatentCodec
 from codec.entropy.streams import LatentStreams
 from codec.errors import CodecError
 from codec.nn.exact import ExactSequential
+from codec.nn.quantize import Quantizer, round_around
 from codec.nn.tiling import tiled
 
 
@@ -97,6 +98,13 @@ class HyperpriorLatentCodec(LatentCodec):
         scales, means = self.split_parameters(self.h_s(hyper["y_hat"]))
         coded = self.y(y, scales, means)
         return {"y_hat": coded["y_hat"], "likelihoods": {**coded["likelihoods"], **hyper["likelihoods"]}}
+
+    def estimate(self, y: torch.Tensor, quantize: Quantizer = round_around) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, bits) with z and y quantized by `quantize(value, centre)`: by default as `compress` rounds them
+        (h_s in float), with straight-through gradients; what encoder-side refinement (codec.image.refine) minimises."""
+        z_hat, z_bits = self.z.estimate(self.h_a(self.hyper_input(y)), quantize)
+        y_hat, y_bits = self.y.estimate(y, *self.split_parameters(self.h_s(z_hat)), quantize)
+        return y_hat, y_bits + z_bits
 
     # --- exact coding ---------------------------------------------------------------------------------------------
     @torch.no_grad()

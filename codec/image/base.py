@@ -11,6 +11,7 @@ from torch import nn
 from codec.entropy.latent_codec import LatentCodecHost
 from codec.entropy.streams import LatentStreams
 from codec.errors import CodecError
+from codec.image.refine import refine_latent
 from codec.nn.tiling import tiled
 from codec.nn.gain import GainUnits
 from codec.precision import transform_autocast
@@ -48,8 +49,12 @@ class VariableRateImageModel(LatentCodecHost, nn.Module):
         return {"x_hat": self.synthesis(coded["y_hat"] * inverse_gain), "likelihoods": coded["likelihoods"]}
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, quality: float) -> LatentStreams:
+    def compress(self, x: torch.Tensor, quality: float, refine_steps: int = 0, progress: bool = False) -> LatentStreams:
+        """The latent codec's streams for image `x` ([1, 3, H, W] in [0, 1]); `refine_steps` > 0 first refines the
+        latent for this image (codec.image.refine: slower encoding, the same decoder)."""
         self.check_ready()
+        if refine_steps > 0:
+            return self.latent_codec.compress(refine_latent(self, x, quality, refine_steps, progress))
         gain, _ = self.gains(self.quality_tensor(quality))
         return self.latent_codec.compress(self.analysis(self.pad(x)) * gain)
 
