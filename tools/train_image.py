@@ -157,9 +157,10 @@ def parameter_average(model: torch.nn.Module, state: dict | None, decay: float |
         return average
     if decay is None:
         return None
-    if not 0.0 < decay < 1.0:
-        raise SystemExit(f"--ema must be in (0, 1), got {decay:g}")
-    average = ParameterAverage(model, decay, step)
+    try:
+        average = ParameterAverage(model, decay, step)
+    except ValueError as error:
+        raise SystemExit(f"--ema: {error}") from None
     if report:
         print(f"parameter average (decay {decay:g}) from step {step} on; validation and export use it", flush=True)
     return average
