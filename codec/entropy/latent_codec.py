@@ -6,7 +6,9 @@ latent codec in `codec.entropy` keeps the same four methods, close to CompressAI
 - `forward(y, ...)` (training): `{"y_hat": ..., "likelihoods": {name: tensor}}`, as CompressAI's latent codecs return;
 - `update()`: freeze the integer probability tables (saved next to the weights: `table_state` / `load_table_state`);
 - `compress(y, ...)` -> `LatentStreams` (the byte sections, named by `section_names`, and the latent shapes);
-- `decompress(streams, ...)` -> y_hat, exactly the encoder's.
+- `decompress(streams, ...)` -> y_hat, exactly the encoder's;
+- optionally `estimate(y, ..., quantize)` -> (y_hat, bits) as the coder would make them, differentiable (straight-
+  through rounding by default): what encoder-side refinement (codec.image.refine) minimises.
 
 Where CompressAI's `compress` returns strings from its own coder, ours code with constriction on an exact path (the
 entropy parameters are bit-identical on both sides), so the container bytes are our own; training-time `forward` is
