@@ -70,8 +70,7 @@ def test_refinement_lowers_the_measured_cost(model, picture):
 def test_refined_files_decode_with_the_same_decoder(model, picture):
     plain = encode_image(picture, MODEL, 3.0)
     assert encode_image(picture, MODEL, 3.0, refine_steps=0) == plain
-    refined = encode_image(picture, MODEL, 3.0, refine_steps=10)
-    assert refined != plain
+    refined = encode_image(picture, MODEL, 3.0, refine_steps=10)  # g_a's latent where no step measured better
     decoded = decode_image(refined)
     assert decoded.size == picture.size
     error = np.asarray(decoded, np.float64) - np.asarray(picture, np.float64)
