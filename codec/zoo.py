@@ -39,7 +39,7 @@ PROJECT_ROOT = _codec_home()
 TABLE_PREFIX = "tables."
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelCard:
     name: str
     family: str
@@ -67,7 +67,13 @@ class ModelCard:
 
 
 def _read_card(path: Path) -> ModelCard:
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return _parse_card(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_card(text: str) -> ModelCard:
+    """A card parsed once per content (the CLI's parser and the model loader each ask for all cards)."""
+    data = tomllib.loads(text)
     return ModelCard(
         name=data["name"], family=data["family"], weights=data["weights"], sha256=data["sha256"],
         config=dict(data["config"]), default_quality=float(data["default_quality"]),
@@ -111,6 +117,9 @@ def save_weights(model: nn.Module, path: Path, storage_dtype: torch.dtype | None
                .contiguous() for key, value in model.state_dict().items()}
     tensors.update({TABLE_PREFIX + key: value.contiguous() for key, value in model.table_state().items()})
     save_file(tensors, str(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # safetensors creates the file owner-only; weights are for everyone to read
     return sha256_of(path)
 
 

@@ -23,12 +23,15 @@ def test_entry_modules_import_first_in_a_fresh_interpreter():
 
 def test_loading_models_through_the_api_emits_no_library_warning():
     """torch's jit deprecation warnings came from CompressAI's package __init__ (torch_geometric); the codec imports
-    only the parts it uses, so a user's `-W error` run stays clean and torch_geometric is never loaded."""
+    only the parts it uses, so a user's `-W error` run stays clean and torch_geometric is never loaded; scipy.stats,
+which compressai imports, loads only when something uses it."""
     import subprocess
     import sys
 
     script = ("import sys\nfrom codec.api import encode_image, decode_image\nfrom codec.zoo import load_model, model_cards\n"
               "for name in model_cards():\n    load_model(name)\n"
-              "assert 'torch_geometric' not in sys.modules and 'compressai.datasets' not in sys.modules\n")
+              "assert 'torch_geometric' not in sys.modules and 'compressai.datasets' not in sys.modules\n"
+              "assert 'scipy.stats._stats_py' not in sys.modules, 'scipy.stats ran its __init__'\n"
+              "from scipy.stats import norm\nassert norm.ppf(0.5) == 0.0\n")
     result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
