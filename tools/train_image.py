@@ -449,6 +449,9 @@ def photo_lists(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
 
 def main() -> None:
     args = parse_args()
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        print("note: OMP_WAIT_POLICY=PASSIVE made steps 30 % slower here (0.44 vs 0.34 s); to share the CPU, "
+              "nice the run instead", file=sys.stderr, flush=True)
     stop = StopRequest()  # from the start: a signal during set-up still ends with a checkpoint
     rank, world, device = setup_distributed(args.device)
     torch.set_num_threads(args.threads)
