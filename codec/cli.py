@@ -36,15 +36,68 @@ def _feature_model_names() -> list[str]:
     return _model_names("feature") or ["none shipped"]
 
 
+FORMAT_SUFFIXES = {"PNG": ".png", "BMP": ".bmp", "TIFF": ".tiff", "PPM": ".ppm", "JPEG": ".jpg", "WEBP": ".webp",
+                   "AVIF": ".avif"}
+
+
+def _output_plan(inputs: list[Path], output: Path | None, out_dir: Path | None, suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: one input with -o, or any number with --out-dir (DIR/<input name><suffix>, the folder
+    made if missing); two inputs that would write the same file are refused before any work."""
+    if output is not None and out_dir is not None:
+        raise CodecError("give either -o/--output or --out-dir, not both")
+    if out_dir is None:
+        if output is None:
+            raise CodecError("say where to write: -o FILE (one input) or --out-dir DIR")
+        if len(inputs) > 1:
+            raise CodecError(f"{len(inputs)} inputs need --out-dir DIR (-o names one output file)")
+        return [(inputs[0], output)]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CodecError(f"{out_dir}: not a directory")
+    pairs = [(source, out_dir / (source.stem + suffix)) for source in inputs]
+    seen: dict[Path, Path] = {}
+    for source, target in pairs:
+        if target in seen:
+            raise CodecError(f"{seen[target]} and {source} would both be written to {target}")
+        seen[target] = source
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CodecError(f"cannot make {out_dir}: {error.strerror or error}") from None
+    return pairs
+
+
+def _for_each(pairs: list[tuple[Path, Path]], work, verb: str) -> None:
+    """Run work(input, output) for each pair; with several, a file's error is printed and the rest go on, and the
+    command fails at the end if any did (outputs are written whole or not at all, so a failure leaves nothing)."""
+    if len(pairs) == 1:
+        work(*pairs[0])
+        return
+    started, failed = time.perf_counter(), 0
+    for source, target in pairs:
+        try:
+            work(source, target)
+        except CodecError as error:
+            failed += 1
+            print(f"codec: error: {error}", file=sys.stderr, flush=True)
+    print(f"{len(pairs) - failed} of {len(pairs)} files {verb} in {time.perf_counter() - started:.2f} s")
+    if failed:
+        raise CodecError(f"{failed} of {len(pairs)} files not {verb} (see above)")
+
+
 def _encode(args: argparse.Namespace) -> None:
+    if args.refine and (args.target_bpp is not None or args.target_psnr is not None):
+        raise CodecError("--refine cannot be combined with --target-bpp / --target-psnr")
+    _for_each(_output_plan(args.input, args.output, args.out_dir, ".bin"), lambda source, target:
+              _encode_one(source, target, args), "encoded")
+
+
+def _encode_one(source: Path, output: Path, args: argparse.Namespace) -> None:
     from codec.api import encode_image
     from codec.imageio import check_output, load_image, write_atomically
 
-    check_output(args.output, args.force, inputs=(args.input,))
-    if args.refine and (args.target_bpp is not None or args.target_psnr is not None):
-        raise CodecError("--refine cannot be combined with --target-bpp / --target-psnr")
+    check_output(output, args.force, inputs=(source,))
     started = time.perf_counter()
-    loaded = load_image(args.input, args.max_pixels)
+    loaded = load_image(source, args.max_pixels)
     if args.target_bpp is not None or args.target_psnr is not None:
         from codec.ratecontrol import encode_to_target
 
@@ -57,25 +110,34 @@ def _encode(args: argparse.Namespace) -> None:
     else:
         data = encode_image(loaded, model=args.model, quality=args.quality, refine_steps=args.refine,
                             progress=args.refine > 0)
-    write_atomically(args.output, data)
+    write_atomically(output, data)
     height, width = loaded.pixels.shape[-2:]
-    print(f"{args.output}: {len(data)} bytes, {len(data) * 8 / (height * width):.4f} bpp, "
-          f"{time.perf_counter() - started:.2f} s")
+    print(f"{output}: {len(data)} bytes, {len(data) * 8 / (height * width):.4f} bpp, "
+          f"{time.perf_counter() - started:.2f} s", flush=True)
 
 
 def _decode(args: argparse.Namespace) -> None:
+    requested = args.format.upper() if args.format else None
+    if args.out_dir is not None and requested is not None and requested not in FORMAT_SUFFIXES:
+        raise CodecError(f"unknown output format {args.format!r}; one of {', '.join(FORMAT_SUFFIXES)}")
+    suffix = FORMAT_SUFFIXES[requested or "PNG"]
+    _for_each(_output_plan(args.input, args.output, args.out_dir, suffix), lambda source, target:
+              _decode_one(source, target, args), "decoded")
+
+
+def _decode_one(source: Path, output: Path, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    data = _read(args.input)
+    data = _read(source)
     bitstream.parse(data, max_pixels=args.max_pixels)  # a damaged file or an oversized claim fails before torch loads
 
     from codec.api import decode_image
     from codec.imageio import check_output, image_bytes, output_format, write_atomically
 
-    check_output(args.output, args.force, inputs=(args.input,))
-    image_format = output_format(args.output, args.format)  # before any work: an unknown format fails first
+    check_output(output, args.force, inputs=(source,))
+    image_format = output_format(output, args.format)  # before any work: an unknown format fails first
     image = decode_image(data, max_pixels=args.max_pixels)
-    write_atomically(args.output, image_bytes(image, args.output, image_format))
-    print(f"{args.output}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s")
+    write_atomically(output, image_bytes(image, output, image_format))
+    print(f"{output}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - started:.2f} s", flush=True)
 
 
 def _read(path: Path) -> bytes:
@@ -281,9 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--max-pixels", type=int, default=bitstream.DEFAULT_MAX_PIXELS,
                          help="largest image accepted (default %(default)s)")
 
-    encode = commands.add_parser("encode", help="compress an image")
-    encode.add_argument("input", type=Path, help="image to compress (any format Pillow reads)")
-    encode.add_argument("-o", "--output", type=Path, required=True, help="container file to write")
+    encode = commands.add_parser("encode", help="compress images")
+    encode.add_argument("input", type=Path, nargs="+", help="image(s) to compress (any format Pillow reads)")
+    encode.add_argument("-o", "--output", type=Path, help="container file to write (one input)")
+    encode.add_argument("--out-dir", type=Path,
+                        help="write each input's container here as NAME.bin (any number of inputs; the model loads "
+                             "once)")
     encode.add_argument("--model", default=DEFAULT_IMAGE_MODEL,
                         help=f"image model, one of: {', '.join(_image_model_names())} (default %(default)s)")
     rate = encode.add_mutually_exclusive_group()
@@ -299,10 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     limit(encode)
     encode.set_defaults(run=_encode)
 
-    decode = commands.add_parser("decode", help="decompress a .bin file to an image")
-    decode.add_argument("input", type=Path, help="container made by `codec encode`")
-    decode.add_argument("-o", "--output", type=Path, required=True,
-                        help="image to write; its extension picks the format (.png keeps the decoded pixels exactly)")
+    decode = commands.add_parser("decode", help="decompress .bin files to images")
+    decode.add_argument("input", type=Path, nargs="+", help="container(s) made by `codec encode`")
+    decode.add_argument("-o", "--output", type=Path,
+                        help="image to write (one input); its extension picks the format (.png keeps the decoded "
+                             "pixels exactly)")
+    decode.add_argument("--out-dir", type=Path,
+                        help="write each input's image here as NAME.png (or the --format's extension)")
     decode.add_argument("--format", help="image format to write whatever the extension (PNG, BMP, TIFF, PPM; JPEG, "
                         "WEBP, AVIF re-encode lossily)")
     decode.add_argument("--force", action="store_true", help="overwrite an existing output")

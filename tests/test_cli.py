@@ -268,3 +268,52 @@ def test_feature_inputs_warn_when_resized_or_losing_alpha():
         assert image_batch(Image.new("RGB", (40, 40)), 32).shape == (1, 3, 32, 32)
     with pytest.warns(UserWarning, match="transparent alpha"):
         image_batch(Image.new("RGBA", (32, 32), (1, 2, 3, 100)), 32)
+
+
+def test_several_files_code_into_folders_as_one_at_a_time(picture, tmp_path, capsys):
+    second = tmp_path / "second.png"
+    Image.fromarray(np.asarray(Image.open(picture))[::-1].copy()).save(second)
+    coded, decoded = tmp_path / "coded" / "nested", tmp_path / "decoded"
+    assert _run("encode", picture, second, "--out-dir", coded, "--quality", "2") == 0
+    assert "2 of 2 files encoded" in capsys.readouterr().out
+    assert sorted(path.name for path in coded.iterdir()) == ["in.bin", "second.bin"]
+    assert _run("encode", second, "-o", tmp_path / "alone.bin", "--quality", "2") == 0
+    assert (coded / "second.bin").read_bytes() == (tmp_path / "alone.bin").read_bytes()
+    assert _run("decode", *sorted(coded.iterdir()), "--out-dir", decoded) == 0
+    assert _run("decode", tmp_path / "alone.bin", "-o", tmp_path / "alone.png") == 0
+    assert np.array_equal(np.asarray(Image.open(decoded / "second.png")), np.asarray(Image.open(tmp_path / "alone.png")))
+    assert _run("decode", coded / "in.bin", "--out-dir", decoded, "--format", "bmp") == 0
+    assert Image.open(decoded / "in.bmp").format == "BMP"
+
+
+@pytest.mark.parametrize("where, message", [
+    (("-o", "x.bin"), "need --out-dir"), ((), "say where to write"), (("-o", "x.bin", "--out-dir", "d"), "not both")])
+def test_several_inputs_need_an_output_folder(picture, tmp_path, capsys, where, message):
+    arguments = [tmp_path / arg if arg in ("x.bin", "d") else arg for arg in where]
+    assert _run("encode", picture, picture, *arguments) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.bin").exists() and not (tmp_path / "d").exists()
+
+
+def test_a_failing_file_is_named_and_the_others_are_coded(picture, tmp_path, capsys):
+    broken, out = tmp_path / "broken.png", tmp_path / "out"
+    broken.write_bytes(b"not an image")
+    out.mkdir()
+    (out / "kept.bin").write_bytes(b"keep me")
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(picture.read_bytes())
+    assert _run("encode", broken, picture, kept, "--out-dir", out) == 1
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "--force" in captured.err and "1 of 3 files encoded" in captured.out
+    assert "2 of 3 files not encoded" in captured.err
+    assert (out / "in.bin").stat().st_size > 0 and (out / "kept.bin").read_bytes() == b"keep me"
+    assert not (out / "broken.bin").exists()
+
+
+def test_two_inputs_with_one_output_name_are_refused_before_any_work(picture, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "in.png").write_bytes(picture.read_bytes())
+    assert _run("encode", picture, other / "in.png", "--out-dir", tmp_path / "out") == 1
+    assert "would both be written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
