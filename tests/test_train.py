@@ -449,3 +449,46 @@ def test_compiled_transforms_train_and_keep_the_state_dict_names(tmp_path, photo
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     assert "g_a.0.weight" in state and not any("_orig_mod" in key for key in state)
     assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+
+
+def test_coded_rate_trains_the_decoder_side_on_coded_bits_and_leaves_the_encoder_untouched(tmp_path, photo_folder):
+    import torch
+
+    first = tmp_path / "soft"
+    assert _train(first, photo_folder, 2, [sys.executable]).returncode == 0
+    soft = torch.load(first / "checkpoint.pt", weights_only=True)["model"]
+    from safetensors.torch import save_file
+    save_file({key: value.contiguous() for key, value in soft.items()}, str(tmp_path / "soft.safetensors"))
+    decoder = ("g_s", "latent_codec.h_s", "latent_codec.z", "latent_codec.y")
+    out = tmp_path / "hard"
+    result = _train(out, photo_folder, 3, [sys.executable],
+                    ("--coded-rate", "--train-only", *decoder, "--init", str(tmp_path / "soft.safetensors")))
+    assert result.returncode == 0, result.stderr[-2000:]
+    hard = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert not torch.equal(hard["g_s.0.weight"], soft["g_s.0.weight"])
+    encoder = [key for key in soft if key.startswith(("g_a.", "latent_codec.h_a.", "gains."))]
+    assert encoder and all(torch.equal(hard[key], soft[key]) for key in encoder)
+
+
+def test_coded_rate_refuses_to_train_the_encoder(tmp_path, photo_folder):
+    for extra in (("--coded-rate",), ("--coded-rate", "--train-only", "g_s", "g_a"),
+                  ("--coded-rate", "--train-only", "latent_codec")):
+        result = _train(tmp_path / "bad", photo_folder, 1, [sys.executable], extra)
+        assert result.returncode != 0 and "--coded-rate needs --train-only" in result.stderr, extra
+
+
+def test_coded_rate_forward_counts_the_bits_the_latent_codec_estimates():
+    import torch
+    from codec.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mean-scale", lambdas=(0.002, 0.02), n=16, m=24).train()
+    x = torch.rand(2, 3, 64, 64)
+    model.coded_rate = True
+    output = model(x, torch.tensor([0.0, 1.0]))
+    assert "likelihoods" not in output and output["bits"].shape == (2,)
+    gain, _ = model.gains(torch.tensor([0.0, 1.0]))
+    _, bits = model.latent_codec.estimate(model.analysis(x) * gain)
+    assert torch.allclose(output["bits"].sum(), bits)
+    output["bits"].sum().backward()
+    assert model.latent_codec.h_s[0].weight.grad is not None  # the entropy parameters learn from the coded rate

@@ -304,6 +304,24 @@ def validate(model, images: list[torch.Tensor], levels: list[int], device: torch
     return results
 
 
+ENCODER_MODULES = ("g_a", "latent_codec.h_a", "gains")  # what decides the coded latents (the gains: both ways)
+
+
+def coded_rate_check(model: torch.nn.Module, train_only: list[str]) -> bool:
+    """--coded-rate trains on the straight-through bits of rounded latents: a biased gradient for the encoder, so
+    (as in Guo et al. 2021) the encoder stays frozen; the model's latent codec must count coded bits."""
+    if not hasattr(getattr(model, "latent_codec", None), "estimate"):
+        raise SystemExit("--coded-rate: this model's latent codec has no estimate() of coded bits")
+    trained_encoder = [name for name in train_only
+                       if any(name == part or name.startswith(part + ".") or part.startswith(name + ".")
+                              for part in ENCODER_MODULES)]
+    if not train_only or trained_encoder:
+        raise SystemExit("--coded-rate needs --train-only with decoder-side modules only (not "
+                         f"{', '.join(trained_encoder or ENCODER_MODULES)}), e.g. g_s latent_codec.h_s "
+                         "latent_codec.z latent_codec.y")
+    return True
+
+
 def training_mode(model: torch.nn.Module, train_only: list[str] | None) -> None:
     """Train mode for the whole model, or with --train-only for those modules alone (the rest stays in eval mode,
     so frozen quantizers keep their codebooks and index counts and the coded rate does not move)."""
@@ -384,6 +402,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-only", nargs="+", metavar="MODULE",
                         help="train only these top-level modules, e.g. g_s (a new synthesis transform under a frozen "
                              "encoder: codes and rates stay those of --init)")
+    parser.add_argument("--coded-rate", action="store_true",
+                        help="rate term = bits of the latents as the coder rounds them (straight-through), decoder "
+                             "sides fed rounded latents (Guo et al. 2021, soft then hard); needs --train-only without "
+                             "the encoder (g_a, latent_codec.h_a, gains)")
     parser.add_argument("--name", help="run name (default: the model family)")
     parser.add_argument("--runs-dir", type=Path, default=Path.home() / ".cache" / "codec" / "runs",
                         help="where runs live, outside the work tree (default ~/.cache/codec/runs)")
@@ -483,6 +505,8 @@ def main() -> None:
     if args.train_only:
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(owned_by(name, args.train_only) is not None)
+    if args.coded_rate:
+        model.coded_rate = coded_rate_check(model, args.train_only)
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)
     if args.compile:

@@ -29,6 +29,11 @@ class VariableRateImageModel(LatentCodecHost, nn.Module):
     tile_threshold: int = 1536 * 1536  # images with more (padded) pixels run g_a / g_s tile by tile
     analysis_tile: int = 1024  # tile side in pixels (a multiple of 16)
     tile_halo: int = 8  # context around each tile, in latent units (16 pixels each)
+    # training only: the rate term is the bits of the latents rounded as the coder rounds them (straight-through
+    # gradients, the latent codec's `estimate`) and every decoder-side input is rounded, instead of CompressAI's
+    # additive-noise likelihoods; the "hard" phase of Guo et al., "Soft then Hard" (ICML 2021), run under a frozen
+    # encoder (tools/train_image.py --coded-rate)
+    coded_rate: bool = False
     ARCHITECTURE: str = ""  # the model card's architecture line (tools/export_weights.py writes it)
     ENTROPY_CODING: str = ""  # ... and how its latents are entropy coded
 
@@ -43,9 +48,15 @@ class VariableRateImageModel(LatentCodecHost, nn.Module):
 
     # --- training and coding through the latent codec ----------------------------------------------------------
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
-        """Reconstruction and the latent codec's likelihoods (CompressAI's convention)."""
+        """Reconstruction and the latent codec's likelihoods (CompressAI's convention); with `coded_rate` set, the
+        bits of the latents as the coder rounds them instead (see `coded_rate`)."""
         gain, inverse_gain = self.gains(quality)
-        coded = self.latent_codec(self.analysis(x) * gain)
+        y = self.analysis(x) * gain
+        if self.coded_rate:
+            y_hat, bits = self.latent_codec.estimate(y)
+            per_sample = bits.expand(x.shape[0]) / x.shape[0]  # the batch's total shared out: the loss is its mean
+            return {"x_hat": self.synthesis(y_hat * inverse_gain), "bits": per_sample}
+        coded = self.latent_codec(y)
         return {"x_hat": self.synthesis(coded["y_hat"] * inverse_gain), "likelihoods": coded["likelihoods"]}
 
     @torch.no_grad()
