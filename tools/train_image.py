@@ -307,19 +307,17 @@ def validate(model, images: list[torch.Tensor], levels: list[int], device: torch
 ENCODER_MODULES = ("g_a", "latent_codec.h_a", "gains")  # what decides the coded latents (the gains: both ways)
 
 
-def coded_rate_check(model: torch.nn.Module, train_only: list[str]) -> bool:
+def check_coded_rate(model: torch.nn.Module) -> None:
     """--coded-rate trains on the straight-through bits of rounded latents: a biased gradient for the encoder, so
-    (as in Guo et al. 2021) the encoder stays frozen; the model's latent codec must count coded bits."""
+    (as in Guo et al. 2021) the encoder stays frozen (--train-only has set requires_grad); the model's latent codec
+    must count coded bits."""
     if not hasattr(getattr(model, "latent_codec", None), "estimate"):
         raise SystemExit("--coded-rate: this model's latent codec has no estimate() of coded bits")
-    trained_encoder = [name for name in train_only
-                       if any(name == part or name.startswith(part + ".") or part.startswith(name + ".")
-                              for part in ENCODER_MODULES)]
-    if not train_only or trained_encoder:
+    trained_encoder = sorted({owned_by(name, ENCODER_MODULES) for name, parameter in model.named_parameters()
+                              if parameter.requires_grad and owned_by(name, ENCODER_MODULES)})
+    if trained_encoder:
         raise SystemExit("--coded-rate needs --train-only with decoder-side modules only (not "
-                         f"{', '.join(trained_encoder or ENCODER_MODULES)}), e.g. g_s latent_codec.h_s "
-                         "latent_codec.z latent_codec.y")
-    return True
+                         f"{', '.join(trained_encoder)}), e.g. g_s latent_codec.h_s latent_codec.z latent_codec.y")
 
 
 def training_mode(model: torch.nn.Module, train_only: list[str] | None) -> None:
@@ -506,7 +504,8 @@ def main() -> None:
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(owned_by(name, args.train_only) is not None)
     if args.coded_rate:
-        model.coded_rate = coded_rate_check(model, args.train_only)
+        check_coded_rate(model)
+        model.coded_rate = True
     bf16 = use_bf16(device) if args.bf16 == "auto" else args.bf16 == "on"
     model.set_fast_transforms(bf16)
     if args.compile:
