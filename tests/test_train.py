@@ -492,3 +492,19 @@ def test_coded_rate_forward_counts_the_bits_the_latent_codec_estimates():
     assert torch.allclose(output["bits"].sum(), bits)
     output["bits"].sum().backward()
     assert model.latent_codec.h_s[0].weight.grad is not None  # the entropy parameters learn from the coded rate
+
+
+def test_training_refuses_to_drop_the_debian_photos_silently(monkeypatch):
+    """A machine without tools/install_training_photos.sh's packages would train a long run on a smaller set."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_image
+
+    monkeypatch.setattr(train_image, "missing_debian_photos", lambda: ["/usr/share/backgrounds/mate/nature/*.jpg"])
+    args = argparse.Namespace(photos=None, without_debian_photos=False)
+    with pytest.raises(SystemExit, match="install_training_photos.sh"):
+        train_image.photo_lists(args)
+    args.without_debian_photos = True
+    train_photos, validation = train_image.photo_lists(args)  # the opt-out trains on what there is
+    assert isinstance(train_photos, list) and isinstance(validation, list)

@@ -32,6 +32,11 @@ def training_photos() -> list[Path]:
     return photos
 
 
+def missing_debian_photos() -> list[str]:
+    """The DEBIAN_PHOTO_GLOBS that match nothing on this machine (their packages are not installed)."""
+    return [pattern for pattern in DEBIAN_PHOTO_GLOBS if not glob.glob(pattern)]
+
+
 IMAGENETTE_SIDE = 160  # 224x224 JPEG q75 photos shrunk to this side: the JPEG blocking washes out
 
 

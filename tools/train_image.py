@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec.precision import use_bf16  # noqa: E402
 from codec.registry import create_model  # noqa: E402
 from model_card import run_init_record  # noqa: E402
-from photos import IMAGENETTE_SIDE, imagenette_photos, training_photos, validation_photos  # noqa: E402
+from photos import (IMAGENETTE_SIDE, imagenette_photos, missing_debian_photos, training_photos,  # noqa: E402
+                    validation_photos)
 from training import (ParameterAverage, StopRequest, init_from_weights, load_checkpoint, save_checkpoint,  # noqa: E402
                       write_run_config)
 
@@ -426,6 +427,9 @@ def parse_args() -> argparse.Namespace:
                         help="the rate levels the --init weights were trained with (default: --lambdas); new "
                              "--lambdas get gains interpolated (or extrapolated) in log-lambda from them")
     parser.add_argument("--photos", type=Path, help="train (and validate) on this folder instead of the defaults")
+    parser.add_argument("--without-debian-photos", action="store_true",
+                        help="train on BSDS500 alone where tools/install_training_photos.sh has not run (default: "
+                             "refuse, so that a long run never silently changes its training set)")
     parser.add_argument("--imagenette-share", type=float, default=0.0,
                         help="share of crops from Imagenette's 4,034 train photos downscaled to 160 px (crop <= 160)")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
@@ -464,6 +468,11 @@ def photo_lists(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     if args.photos:
         photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         return photos, photos[:2]
+    missing = missing_debian_photos()
+    if missing and not args.without_debian_photos:
+        raise SystemExit("the Debian training photos are not installed (nothing matches "
+                         f"{', '.join(missing)}): run tools/install_training_photos.sh, or pass "
+                         "--without-debian-photos to train on BSDS500 alone")
     return training_photos(), validation_photos()[:8]
 
 
