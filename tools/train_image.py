@@ -350,16 +350,42 @@ def remap_gain_levels(weights: dict[str, torch.Tensor], old_lambdas: list[float]
     return remapped
 
 
-def image_weights_adapter(args: argparse.Namespace):
-    """--init weights fitted to this model: gains remapped to --lambdas, kernels cropped to their centre taps, and a
-    resized codebook left to be seeded from data (its `initialised` flag dropped)."""
+def image_weights_adapter(args: argparse.Namespace, model: torch.nn.Module):
+    """--init weights fitted to this model: gains remapped to --lambdas, kernels cropped to their centre taps,
+    narrower layers widened without changing what the model computes (`widen`), and a resized codebook left to be
+    seeded from data (its `initialised` flag dropped)."""
+    transposed = {f"{name}.weight" for name, module in model.named_modules()
+                  if isinstance(module, torch.nn.ConvTranspose2d)}
+
     def adapt(weights: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         weights = remap_gain_levels(weights, args.init_lambdas or args.lambdas, args.lambdas)
         weights = {k: centre_taps(v, own[k].shape) if k in own else v for k, v in weights.items()}
+        weights = {k: widen(v, own[k], k in transposed) if k in own else v for k, v in weights.items()}
         fits = {k for k, v in weights.items() if k in own and own[k].shape == v.shape}
         return {k: v for k, v in weights.items()
                 if not k.endswith(".initialised") or k.replace(".initialised", ".codebooks") in fits}
     return adapt
+
+
+def widen(weight: torch.Tensor, fresh: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """`weight` embedded in the larger freshly initialised `fresh` so that the widened network computes what the
+    narrow one did (as Net2Net, Chen et al. ICLR 2016, with zero outgoing weights): new output channels keep their
+    fresh incoming weights, and a convolution's weights from new input channels into old output channels are zero,
+    so the new channels start with no effect and learn one. Fresh GDN parameters need nothing: their gamma is
+    diagonal, so old channels are normalised by old channels alone. `transposed`: a transposed convolution
+    ([in, out, k, k]). Any tensor that is not a smaller copy of `fresh`'s shape is returned as it is."""
+    if weight.shape == fresh.shape or weight.dim() != fresh.dim() or weight.dim() == 0 or any(
+            old > new for old, new in zip(weight.shape, fresh.shape)) or weight.shape[2:] != fresh.shape[2:]:
+        return weight
+    widened = fresh.clone()
+    widened[tuple(slice(0, size) for size in weight.shape)] = weight
+    if weight.dim() == 4:
+        out_dim, in_dim = (1, 0) if transposed else (0, 1)
+        old_out, old_in = weight.shape[out_dim], weight.shape[in_dim]
+        index = [slice(None)] * 4
+        index[out_dim], index[in_dim] = slice(0, old_out), slice(old_in, None)
+        widened[tuple(index)] = 0
+    return widened
 
 
 def centre_taps(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -394,7 +420,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--residual", action="store_true",
                         help="mgm: code y - codeword under each component's Gaussian (mixture means and scales)")
     parser.add_argument("--synthesis-widths", type=int, nargs=3, metavar=("W1", "W2", "W3"),
-                        help="mgm: g_s hidden widths (default N N N); N N N/2 halves decode time")
+                        help="g_s hidden widths (default N N N); N N N/2 halves decode time; --init widens "
+                             "narrower weights without changing what they compute")
+    parser.add_argument("--analysis-widths", type=int, nargs=3, metavar=("W1", "W2", "W3"),
+                        help="mean-scale / mean-scale-context: g_a hidden widths (default N N N)")
     parser.add_argument("--synthesis-kernels", type=int, nargs=4, metavar=("K1", "K2", "K3", "K4"),
                         help="mgm: g_s kernel sizes (default 5 5 5 5); 5 5 3 3 halves decode time; --init takes the "
                              "centre taps of larger kernels")
@@ -500,6 +529,8 @@ def main() -> None:
         config["coarse_probe"] = True
     if args.synthesis_widths:
         config["synthesis_widths"] = tuple(args.synthesis_widths)
+    if args.analysis_widths:
+        config["analysis_widths"] = tuple(args.analysis_widths)
     if args.synthesis_kernels:
         config["synthesis_kernels"] = tuple(args.synthesis_kernels)
     if args.context_groups:
@@ -575,7 +606,8 @@ def main() -> None:
             print(f"resumed from step {step} (lr {learning_rate(step, schedule):.3g}, "
                   f"{cpu_seconds / 3600:.2f} CPU hours so far)", flush=True)
     elif args.init:
-        loaded, total = init_from_weights(model, args.out, args.init, image_weights_adapter(args), record=rank == 0)
+        loaded, total = init_from_weights(model, args.out, args.init, image_weights_adapter(args, model),
+                                          record=rank == 0)
         continued = card_continuation(run_init_record(args.out, args.init), args.name or args.model, args.init_step)
         if continued:
             step, cpu_seconds = continued["step"], continued["cpu_seconds"]

@@ -151,8 +151,11 @@ class VariableRateImageModel(LatentCodecHost, nn.Module):
 
 
 def synthesis_note(config: dict) -> str:
-    """How g_s departs from the default (n, n, n hidden channels, 5x5 kernels), if it does."""
-    widths, kernels = config.get("synthesis_widths"), config.get("synthesis_kernels")
+    """How g_a / g_s depart from the default (n, n, n hidden channels, 5x5 kernels), if they do."""
+    analysis, widths, kernels = (config.get(key) for key in ("analysis_widths", "synthesis_widths",
+                                                             "synthesis_kernels"))
     parts = ([f"hidden widths {' / '.join(map(str, widths))}"] if widths else []) + (
         [f"kernels {' / '.join(f'{k}x{k}' for k in kernels)}"] if kernels else [])
-    return f"; g_s {', '.join(parts)} (a cheaper synthesis transform)" if parts else ""
+    wider = widths and max(widths) > config.get("n", 128)
+    note = f"; g_s {', '.join(parts)} (a {'wider' if wider else 'cheaper'} synthesis transform)" if parts else ""
+    return note + (f"; g_a hidden widths {' / '.join(map(str, analysis))}" if analysis else "")

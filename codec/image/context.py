@@ -50,10 +50,11 @@ class ContextHyperprior(MeanScaleHyperprior):
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192,
                  groups: tuple[int, ...] | None = None, context_hidden: int = 128,
-                 residual_prediction: bool = False) -> None:
+                 residual_prediction: bool = False, analysis_widths: tuple[int, ...] | None = None,
+                 synthesis_widths: tuple[int, ...] | None = None) -> None:
         groups = default_groups(m) if groups is None else tuple(groups)
         if sum(groups) != m:
             raise ValueError(f"channel groups {tuple(groups)} must add up to m = {m}")
-        super().__init__(lambdas, n, m)
+        super().__init__(lambdas, n, m, analysis_widths, synthesis_widths)
         self.latent_codec.y = ChannelCheckerboardLatentCodec(tuple(groups), context_hidden,  # y's codec, in place
                                                              residual_prediction)

@@ -50,11 +50,15 @@ class ScaleHyperprior(VariableRateImageModel):
                       "the CDF; h_s evaluated exactly in integer-valued float64")
     MEAN_SCALE = False
 
-    def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192) -> None:
+    def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192,
+                 analysis_widths: tuple[int, ...] | None = None,
+                 synthesis_widths: tuple[int, ...] | None = None) -> None:
+        """`n`: the hyperprior's width and z's channels, and g_a / g_s's hidden widths unless `analysis_widths` /
+        `synthesis_widths` set them (three each); `m`: y's channels."""
         super().__init__(lambdas, m)
         self.n, self.m = n, m
-        self.g_a = transforms.analysis_transform(n, m)
-        self.g_s = transforms.synthesis_transform(n, m)
+        self.g_a = transforms.analysis_transform(n, m, analysis_widths)
+        self.g_s = transforms.synthesis_transform(n, m, synthesis_widths)
         self.latent_codec = HyperpriorLatentCodec(*self._hyper_transforms(n, m), n, mean_scale=self.MEAN_SCALE,
                                                   abs_input=not self.MEAN_SCALE, upscale=Fraction(4))
 

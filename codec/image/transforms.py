@@ -5,9 +5,24 @@ from codec._compressai import GDN, conv, deconv
 from torch import nn
 
 
-def analysis_transform(n: int, m: int) -> nn.Sequential:
-    """g_a: four stride-2 5x5 convolutions with GDN, 3 -> m channels, 16x downsampling."""
-    return nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
+def analysis_transform(n: int, m: int, widths: tuple[int, ...] | None = None) -> nn.Sequential:
+    """g_a: four stride-2 5x5 convolutions with GDN, 3 -> m channels, 16x downsampling; `widths` sets the three
+    hidden widths (default n, n, n). A wider g_a costs encoding time only."""
+    widths = hidden_widths(n, widths, "g_a")
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in widths:
+        layers += [conv(channels, width), GDN(width)]
+        channels = width
+    return nn.Sequential(*layers, conv(channels, m))
+
+
+def hidden_widths(n: int, widths: tuple[int, ...] | None, transform: str) -> tuple[int, int, int]:
+    """A transform's three hidden widths: `widths` checked, or (n, n, n)."""
+    widths = (n, n, n) if widths is None else tuple(int(width) for width in widths)
+    if len(widths) != 3 or min(widths) < 1:
+        raise ValueError(f"{transform} takes three positive hidden widths, not {widths}")
+    return widths
 
 
 def synthesis_transform(n: int, m: int, widths: tuple[int, ...] | None = None,
@@ -18,10 +33,8 @@ def synthesis_transform(n: int, m: int, widths: tuple[int, ...] | None = None,
     The last two layers run at half and full output resolution and cost about 75 % of g_s's multiply-adds, so
     narrowing them (widths n, n, n // 2) or shrinking their kernels (5, 5, 3, 3) halves decode time.
     """
-    widths = (n, n, n) if widths is None else tuple(int(width) for width in widths)
+    widths = hidden_widths(n, widths, "g_s")
     kernels = (5, 5, 5, 5) if kernels is None else tuple(int(kernel) for kernel in kernels)
-    if len(widths) != 3 or min(widths) < 1:
-        raise ValueError(f"g_s takes three positive hidden widths, not {widths}")
     if len(kernels) != 4 or any(kernel < 1 or kernel % 2 == 0 for kernel in kernels):
         raise ValueError(f"g_s takes four odd kernel sizes, not {kernels}")
     layers: list[nn.Module] = []
