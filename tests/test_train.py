@@ -411,6 +411,41 @@ def test_init_takes_the_centre_taps_of_a_larger_kernel():
         synthesis_transform(8, 12, kernels=(5, 5, 4, 3))
 
 
+def test_init_widens_narrower_weights_without_changing_what_the_model_computes():
+    import argparse
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import image_weights_adapter, widen
+
+    from codec.registry import create_model
+
+    torch.manual_seed(0)
+    lambdas = (0.001, 0.01)
+    narrow = create_model("mean-scale-context", lambdas=lambdas, n=8, m=12, groups=(6, 6), context_hidden=8)
+    wide = create_model("mean-scale-context", lambdas=lambdas, n=8, m=12, groups=(6, 6), context_hidden=8,
+                        analysis_widths=(12, 12, 16), synthesis_widths=(16, 12, 10))
+    adapt = image_weights_adapter(argparse.Namespace(init_lambdas=None, lambdas=list(lambdas)), wide)
+    adapted = adapt(narrow.state_dict(), wide.state_dict())
+    assert all(adapted[key].shape == value.shape for key, value in wide.state_dict().items())
+    wide.load_state_dict(adapted)
+    assert adapted["g_s.2.weight"].shape[:2] == (16, 12)  # transposed: [in, out, k, k]
+    assert not adapted["g_s.2.weight"][8:, :8].any() and adapted["g_s.2.weight"][:, 8:].any()
+    narrow.eval(), wide.eval()
+    x, level = torch.rand(1, 3, 64, 64), torch.tensor([1.0])
+    with torch.no_grad():
+        before, after = narrow(x, level), wide(x, level)
+    torch.testing.assert_close(after["x_hat"], before["x_hat"], rtol=0, atol=1e-5)
+    for name in before["likelihoods"]:
+        torch.testing.assert_close(after["likelihoods"][name], before["likelihoods"][name], rtol=0, atol=1e-6)
+    kernel = torch.ones(2, 3, 5, 5)
+    assert widen(kernel, torch.zeros(2, 3, 3, 3), False) is kernel  # another kernel size: not a widening
+    assert widen(kernel, torch.zeros(1, 4, 5, 5), False) is kernel  # narrower in one dimension: left alone
+    with pytest.raises(ValueError, match="three positive hidden widths"):
+        create_model("mean-scale-context", lambdas=lambdas, n=8, m=12, groups=(6, 6), analysis_widths=(8, 8))
+
+
 def test_a_share_of_crops_comes_from_the_extra_photos_and_none_without_it(photo_folder):
     import torch
 
