@@ -83,7 +83,7 @@ class VariableRateImageModel(LatentCodecHost, nn.Module):
     @classmethod
     def card_text(cls, config: dict) -> dict[str, str]:
         """The model card's architecture description and entropy-coding line for a model of this `config`."""
-        return {"description": cls.ARCHITECTURE + synthesis_note(config), "entropy_coding": cls.ENTROPY_CODING}
+        return {"description": cls.ARCHITECTURE + transform_note(config), "entropy_coding": cls.ENTROPY_CODING}
 
     @property
     def max_quality(self) -> float:
@@ -150,7 +150,7 @@ class VariableRateImageModel(LatentCodecHost, nn.Module):
             raise CodecError(f"corrupt bitstream: latent shapes {streams.shapes} do not match the image size")
 
 
-def synthesis_note(config: dict) -> str:
+def transform_note(config: dict) -> str:
     """How g_a / g_s depart from the default (n, n, n hidden channels, 5x5 kernels), if they do."""
     analysis, widths, kernels = (config.get(key) for key in ("analysis_widths", "synthesis_widths",
                                                              "synthesis_kernels"))

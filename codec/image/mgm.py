@@ -44,7 +44,7 @@ import torch
 from codec.entropy.cascade import MultiCodebookLatentCodec
 from codec.entropy.streams import LatentStreams
 from codec.image import transforms
-from codec.image.base import VariableRateImageModel, synthesis_note
+from codec.image.base import VariableRateImageModel, transform_note
 
 
 class MultiCodebookModel(VariableRateImageModel):
@@ -74,7 +74,7 @@ class MultiCodebookModel(VariableRateImageModel):
     def card_text(cls, config: dict) -> dict[str, str]:
         residual = bool(config.get("residual"))
         description = (cls.RESIDUAL_ARCHITECTURE if residual else cls.ARCHITECTURE) + (
-            cls.COARSE_PROBE if config.get("coarse_probe") else "") + synthesis_note(config)
+            cls.COARSE_PROBE if config.get("coarse_probe") else "") + transform_note(config)
         return {"description": description, "entropy_coding": cls.RESIDUAL_CODING if residual else cls.ENTROPY_CODING}
 
     def __init__(self, lambdas: tuple[float, ...], n: int = 128, m: int = 192, groups: tuple[int, ...] | None = None,
