@@ -369,31 +369,22 @@ def image_weights_adapter(args: argparse.Namespace, model: torch.nn.Module):
 
 def widen(weight: torch.Tensor, fresh: torch.Tensor, transposed: bool) -> torch.Tensor:
     """`weight` embedded in the larger freshly initialised `fresh` so that the widened network computes what the
-    narrow one did (function-preserving widening as in Net2Net, Chen et al. ICLR 2016), with the new channels made
-    in pairs that cancel: both channels of a pair get the same fresh incoming weights and bias (so the same
-    activations), and into old output channels the second's weights are minus the first's. The pair sums to zero,
-    yet its incoming weights get full-size, opposite gradients from the first step, so the two channels drift apart
-    and start to matter (zero outgoing weights would leave the incoming ones without a gradient until the outgoing
-    ones grew). An unpaired last channel gets zero weights into old outputs. Fresh GDN parameters need nothing:
-    their gamma is diagonal, so old channels are normalised by old channels alone. `transposed`: a transposed
-    convolution ([in, out, k, k]). Any tensor that is not a smaller copy of `fresh`'s shape is returned as it is."""
+    narrow one did (as Net2Net, Chen et al. ICLR 2016, with zero outgoing weights): new output channels keep their
+    fresh incoming weights, and a convolution's weights from new input channels into old output channels are zero,
+    so the new channels start with no effect and learn one. Fresh GDN parameters need nothing: their gamma is
+    diagonal, so old channels are normalised by old channels alone. `transposed`: a transposed convolution
+    ([in, out, k, k]). Any tensor that is not a smaller copy of `fresh`'s shape is returned as it is."""
     if weight.shape == fresh.shape or weight.dim() != fresh.dim() or weight.dim() == 0 or any(
             old > new for old, new in zip(weight.shape, fresh.shape)) or weight.shape[2:] != fresh.shape[2:]:
         return weight
     widened = fresh.clone()
     widened[tuple(slice(0, size) for size in weight.shape)] = weight
-    if weight.dim() == 2:  # a GDN's gamma: the fresh rows and columns are all it needs
-        return widened
-    matrix = widened.transpose(0, 1) if transposed else widened  # a view: [out, in, ...]
-    old_out = weight.shape[1 if transposed else 0]
-    pairs = (matrix.shape[0] - old_out) // 2
-    matrix[old_out + 1 : old_out + 2 * pairs : 2] = matrix[old_out : old_out + 2 * pairs : 2]  # twin channels
     if weight.dim() == 4:
-        old_in = weight.shape[0 if transposed else 1]
-        into_old = matrix[:old_out]
-        in_pairs = (matrix.shape[1] - old_in) // 2
-        into_old[:, old_in + 1 : old_in + 2 * in_pairs : 2] = -into_old[:, old_in : old_in + 2 * in_pairs : 2]
-        into_old[:, old_in + 2 * in_pairs :] = 0
+        out_dim, in_dim = (1, 0) if transposed else (0, 1)
+        old_out, old_in = weight.shape[out_dim], weight.shape[in_dim]
+        index = [slice(None)] * 4
+        index[out_dim], index[in_dim] = slice(0, old_out), slice(old_in, None)
+        widened[tuple(index)] = 0
     return widened
 
 
