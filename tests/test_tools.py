@@ -100,3 +100,22 @@ def test_validate_ledger_and_export_a_run(tiny_run, tmp_path):
                             env={**ENV, "CODEC_HOME": str(home)}, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip() == "(1, 3, 40, 50) mean-scale-context"
+
+
+def test_eval_image_reuses_a_curve_only_when_it_was_measured_with_the_shipped_weights(tmp_path, capsys):
+    sys.path.insert(0, str(TOOLS))
+    from eval_image import reused_model_file
+
+    from codec.zoo import get_card
+
+    shipped = get_card("ms-hyperprior").sha256
+    with pytest.raises(SystemExit, match="no earlier curve"):
+        reused_model_file("ms-hyperprior", tmp_path)
+    curve = tmp_path / "ms-hyperprior.json"
+    curve.write_text(json.dumps({"name": "ms-hyperprior", "weights_sha256": "0" * 64, "results": {}}))
+    with pytest.raises(SystemExit, match="measured with weights 000000000000"):
+        reused_model_file("ms-hyperprior", tmp_path)
+    curve.write_text(json.dumps({"name": "ms-hyperprior", "weights_sha256": shipped, "results": {}}))
+    assert reused_model_file("ms-hyperprior", tmp_path) == curve
+    curve.write_text(json.dumps({"name": "ms-hyperprior", "results": {}}))  # from before curves recorded it
+    assert reused_model_file("ms-hyperprior", tmp_path) == curve and "reused as is" in capsys.readouterr().err

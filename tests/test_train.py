@@ -543,3 +543,4 @@ def test_training_refuses_to_drop_the_debian_photos_silently(monkeypatch):
     args.without_debian_photos = True
     train_photos, validation = train_image.photo_lists(args)  # the opt-out trains on what there is
     assert isinstance(train_photos, list) and isinstance(validation, list)
+

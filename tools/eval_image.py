@@ -2,6 +2,10 @@
 """The full rate-distortion evaluation: our shipped model(s) and JPEG / WebP / AVIF on Kodak and BSDS500 test.
 
     python tools/eval_image.py [--models ms-hyperprior] [--bsds-images 24] [--reuse-baselines]
+                               [--reuse-models mgm]
+
+--reuse-models takes a model's curve from an earlier run instead of measuring it again (its pixels and bits are
+deterministic; only its timings would move); a curve that records other weights than the card's is refused.
 
 Writes CompressAI-format JSON to tools/results/<dataset>/, the RD plot (tools/results/<dataset>_rd.png), BD-rate
 tables (tools/results/<dataset>_bdrate.md, PSNR and MS-SSIM), and the Kodak / BSDS figures into each model card.
@@ -23,7 +27,9 @@ from bdrate import load_curves, markdown, quality_values, table  # noqa: E402
 from codec.api import decode_image, encode_image, prepared_model  # noqa: E402
 from codec.baselines import BASELINE_QUALITIES, baseline_encoder, decode_bytes  # noqa: E402
 from codec.evaluate import evaluate  # noqa: E402
+from codec.errors import CodecError  # noqa: E402
 from codec.metrics import bd_rate  # noqa: E402
+from codec.zoo import get_card  # noqa: E402
 from model_card import read_card, write_card  # noqa: E402
 from photos import kodak_photos, validation_photos  # noqa: E402
 
@@ -52,8 +58,24 @@ def model_file(name: str, label: str, paths: list[Path], folder: Path, qualities
     series = series or name
     result = evaluate(series, f"codec {card.family}, {label}", paths, model_qualities,
                       lambda image, q: encode_image(image, name, q, refine_steps=refine_steps), decode_image)
+    result["weights_sha256"] = card.sha256
     path = folder / f"{series}.json"
     path.write_text(json.dumps(result, indent=1))
+    return path
+
+
+def reused_model_file(name: str, folder: Path) -> Path:
+    """Model `name`'s curve from an earlier run in `folder`, refused where it was measured with other weights."""
+    path = folder / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"--reuse-models {name}: no earlier curve {path}; measure it with --models {name}")
+    recorded = json.loads(path.read_text()).get("weights_sha256")
+    shipped = get_card(name).sha256
+    if recorded is None:
+        print(f"note: {path} predates curves that record their weights; reused as is", file=sys.stderr)
+    elif recorded != shipped:
+        raise SystemExit(f"--reuse-models {name}: {path} was measured with weights {recorded[:12]}..., the card "
+                         f"ships {shipped[:12]}...; measure it again with --models {name}")
     return path
 
 
@@ -72,10 +94,13 @@ def write_report(label: str, files: dict[str, Path], images: int, published: boo
     return curves
 
 
-def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, qualities: list[float] | None) -> dict:
+def run_dataset(label: str, paths: list[Path], models: list[str], reuse: bool, qualities: list[float] | None,
+                reused_models: tuple[str, ...] = ()) -> dict:
     folder = RESULTS / "rd_curves" / f"{label}-metrics"  # our measured curves (JSON), not copies of the data
     folder.mkdir(parents=True, exist_ok=True)
     files = baseline_files(label, paths, folder, reuse)
+    for name in reused_models:
+        files[name] = reused_model_file(name, folder)
     for name in models:
         files[name] = model_file(name, label, paths, folder, qualities)
     return write_report(label, files, len(paths), published=label == "kodak")
@@ -115,14 +140,26 @@ def main() -> None:
     parser.add_argument("--qualities", type=float, nargs="+")
     parser.add_argument("--reuse-baselines", action="store_true")
     parser.add_argument("--skip-kodak", action="store_true")
+    parser.add_argument("--reuse-models", nargs="+", default=[], metavar="NAME",
+                        help="shipped models whose earlier curves go into the tables and plots unmeasured")
     args = parser.parse_args()
+    both = set(args.models) & set(args.reuse_models)
+    if both:
+        parser.error(f"{', '.join(sorted(both))}: in --models and --reuse-models")
+    for name in args.reuse_models:
+        try:
+            get_card(name)  # an unknown name fails here, before any measuring
+        except CodecError as error:
+            parser.error(str(error))
     if not args.skip_kodak:
         kodak = kodak_photos()
-        curves = run_dataset("kodak", kodak, args.models, args.reuse_baselines, args.qualities)
+        curves = run_dataset("kodak", kodak, args.models, args.reuse_baselines, args.qualities,
+                             tuple(args.reuse_models))
         record_in_cards("kodak", curves, args.models, len(kodak))
     if args.bsds_images:
         bsds = validation_photos()[: args.bsds_images]
-        curves = run_dataset("bsds500-test", bsds, args.models, args.reuse_baselines, args.qualities)
+        curves = run_dataset("bsds500-test", bsds, args.models, args.reuse_baselines, args.qualities,
+                             tuple(args.reuse_models))
         record_in_cards("bsds500-test", curves, args.models, len(bsds))
 
 
