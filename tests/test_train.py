@@ -544,3 +544,28 @@ def test_training_refuses_to_drop_the_debian_photos_silently(monkeypatch):
     train_photos, validation = train_image.photo_lists(args)  # the opt-out trains on what there is
     assert isinstance(train_photos, list) and isinstance(validation, list)
 
+
+
+def test_widened_lr_scale_moves_only_the_added_elements_further(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from train_image import WidenedStep
+
+    from codec.image.transforms import synthesis_transform
+
+    narrow, wide = synthesis_transform(8, 12), synthesis_transform(8, 12, widths=(16, 8, 8))
+    save_file({key: value.contiguous() for key, value in narrow.state_dict().items()}, str(tmp_path / "narrow.st"))
+    widened = WidenedStep(wide, tmp_path / "narrow.st", 4.0)
+    assert {id(parameter) for parameter, _ in widened.parameters} == {
+        id(wide.get_parameter(name)) for name in ("0.weight", "0.bias", "1.beta", "1.gamma", "2.weight")}
+    before = {name: parameter.detach().clone() for name, parameter in wide.named_parameters()}
+    optimizer = torch.optim.SGD(wide.parameters(), lr=0.1)
+    wide(torch.randn(1, 12, 2, 2)).square().mean().backward()
+    widened.step(optimizer)
+    grads = {name: parameter.grad for name, parameter in wide.named_parameters()}
+    moved = {name: before[name] - parameter.detach() for name, parameter in wide.named_parameters()}
+    torch.testing.assert_close(moved["0.weight"][:, :8], 0.1 * grads["0.weight"][:, :8])  # trained: plain step
+    torch.testing.assert_close(moved["0.weight"][:, 8:], 0.4 * grads["0.weight"][:, 8:])  # added: 4x
+    torch.testing.assert_close(moved["4.weight"], 0.1 * grads["4.weight"])  # not widened at all

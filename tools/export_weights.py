@@ -42,6 +42,10 @@ def optimizer_description(state: dict, run_args: dict) -> str:
         scales = state.get("module_lr_scale") or {}
         if scales:
             text += "; " + ", ".join(f"{name} at {factor:g}x that rate" for name, factor in scales.items())
+        widened = state.get("widened_lr_scale") or []
+        if widened:
+            text += "; the channels widening added to the --init weights at " + ", ".join(
+                f"{factor:g}x from step {int(start)}" for start, factor in widened)
     else:  # runs from before the global schedule: a warm-up and cosine per run
         text = f"Adam, peak lr {run_args['lr']}, 500-step warm-up then cosine to 10 %"
     text += ", grad clip 1.0; aux Adam 1e-3 on the bottleneck quantiles"

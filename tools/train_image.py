@@ -388,6 +388,34 @@ def widen(weight: torch.Tensor, fresh: torch.Tensor, transposed: bool) -> torch.
     return widened
 
 
+class WidenedStep:
+    """--widened-lr-scale: the elements that widening added to --init's tensors (new channels' rows and columns)
+    move `scale` times as far per optimizer step as the rest. Zero outgoing weights grow slowly at a rate fit for
+    trained weights (at lr 2e-5, ~2e-4 rms in 1,000 steps), so the new channels would take many sessions to matter;
+    the trained elements keep their rate. Adam's update is scaled after the step, element by element."""
+
+    def __init__(self, model: torch.nn.Module, init: Path, scale: float) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(init), "pt") as weights:
+            shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+        self.parameters: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        for name, parameter in model.named_parameters():
+            old = shapes.get(name)
+            if old is None or old == tuple(parameter.shape) or len(old) != parameter.dim():
+                continue
+            factor = torch.full_like(parameter, scale)
+            factor[tuple(slice(0, size) for size in old)] = 1.0
+            self.parameters.append((parameter, factor))
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        before = [parameter.detach().clone() for parameter, _ in self.parameters]
+        optimizer.step()
+        with torch.no_grad():
+            for (parameter, factor), old in zip(self.parameters, before):
+                parameter.sub_(old).mul_(factor).add_(old)
+
+
 def centre_taps(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """A convolution kernel cropped to its centre taps where `shape` differs from it only by a smaller odd kernel
     (e.g. 5x5 -> 3x3; for stride-2 transposed convolutions with padding k // 2 the centre tap stays aligned);
@@ -466,6 +494,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile g_a and g_s (~1.4x faster steps here; ~30 s to compile at the start)")
+    parser.add_argument("--widened-lr-scale", type=float, metavar="K",
+                        help="with --init weights that the model widens: the elements widening added move K times as "
+                             "far per step as the trained ones (recorded in the run from this step on)")
     parser.add_argument("--ema", type=float, metavar="DECAY",
                         help="keep an exponential moving average of the parameters (e.g. 0.999) for validation and "
                              "export; fixed for the run once set (a resume may start one)")
@@ -625,6 +656,15 @@ def main() -> None:
               flush=True)
     schedule = new_schedule
     average = parameter_average(model, state, args.ema, step, rank == 0)
+    widened_scales = [list(entry) for entry in (state or {}).get("widened_lr_scale", [])]
+    if args.widened_lr_scale is not None and (not widened_scales or widened_scales[-1][1] != args.widened_lr_scale):
+        if not args.init:
+            raise SystemExit("--widened-lr-scale needs --init: the weights whose shapes tell what widening added")
+        widened_scales.append([step, args.widened_lr_scale])
+    widened = WidenedStep(model, args.init, widened_scales[-1][1]) if widened_scales and args.init else None
+    if widened is not None and rank == 0:
+        print(f"{len(widened.parameters)} widened tensors: their new elements at {widened_scales[-1][1]:g}x the "
+              "learning rate", flush=True)
     forward_model = model
     if world > 1:
         # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
@@ -640,7 +680,7 @@ def main() -> None:
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer else {}, "step": step,
-                 "lr_schedule": schedule, "module_lr_scale": lr_scales,
+                 "lr_schedule": schedule, "module_lr_scale": lr_scales, "widened_lr_scale": widened_scales,
                  "lambdas": list(args.lambdas), "level_changes": level_changes, "cpu_seconds": cpu_seconds + time.process_time() - cpu_started}
         if average is not None:
             state.update(ema=average.state_dict(), ema_decay=average.decay, ema_from_step=average.from_step)
@@ -668,7 +708,10 @@ def main() -> None:
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-        optimizer.step()
+        if widened is not None:
+            widened.step(optimizer)
+        else:
+            optimizer.step()
         aux_loss = model.aux_loss()
         if aux_optimizer is not None:
             aux_optimizer.zero_grad()
