@@ -664,7 +664,8 @@ def main() -> None:
     widened = WidenedStep(model, args.init, widened_scales[-1][1]) if widened_scales and args.init else None
     if widened is not None and rank == 0:
         print(f"{len(widened.parameters)} widened tensors: their new elements at {widened_scales[-1][1]:g}x the "
-              "learning rate", flush=True)
+              "learning rate" if widened.parameters else "--widened-lr-scale: no tensor of --init is narrower than "
+              "the model's (weights exported after widening?), so every element trains at the same rate", flush=True)
     forward_model = model
     if world > 1:
         # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
