@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec.precision import use_bf16  # noqa: E402
 from codec.registry import create_model  # noqa: E402
+from codec.zoo import load_trained_weights  # noqa: E402
 from model_card import run_init_record  # noqa: E402
 from photos import (IMAGENETTE_SIDE, imagenette_photos, missing_debian_photos, training_photos,  # noqa: E402
                     validation_photos)
@@ -378,7 +379,7 @@ def widen(weight: torch.Tensor, fresh: torch.Tensor, transposed: bool) -> torch.
             old > new for old, new in zip(weight.shape, fresh.shape)) or weight.shape[2:] != fresh.shape[2:]:
         return weight
     widened = fresh.clone()
-    widened[tuple(slice(0, size) for size in weight.shape)] = weight
+    widened[leading_block(weight.shape)] = weight
     if weight.dim() == 4:
         out_dim, in_dim = (1, 0) if transposed else (0, 1)
         old_out, old_in = weight.shape[out_dim], weight.shape[in_dim]
@@ -395,25 +396,30 @@ class WidenedStep:
     the trained elements keep their rate. Adam's update is scaled after the step, element by element."""
 
     def __init__(self, model: torch.nn.Module, init: Path, scale: float) -> None:
-        from safetensors import safe_open
-
-        with safe_open(str(init), "pt") as weights:
-            shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
-        self.parameters: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        weights = load_trained_weights(init)
+        if hasattr(model, "upgrade_state_dict"):  # the names init_from_weights loaded them under
+            weights = model.upgrade_state_dict(weights)
+        self.scale = scale
+        self.parameters: list[tuple[torch.nn.Parameter, torch.Tensor]] = []  # (parameter, mask of added elements)
         for name, parameter in model.named_parameters():
-            old = shapes.get(name)
-            if old is None or old == tuple(parameter.shape) or len(old) != parameter.dim():
+            old = weights.get(name)
+            if old is None or old.shape == parameter.shape or old.dim() != parameter.dim():
                 continue
-            factor = torch.full_like(parameter, scale)
-            factor[tuple(slice(0, size) for size in old)] = 1.0
-            self.parameters.append((parameter, factor))
+            added = torch.ones_like(parameter, dtype=torch.bool)
+            added[leading_block(old.shape)] = False
+            self.parameters.append((parameter, added))
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         before = [parameter.detach().clone() for parameter, _ in self.parameters]
         optimizer.step()
         with torch.no_grad():
-            for (parameter, factor), old in zip(self.parameters, before):
-                parameter.sub_(old).mul_(factor).add_(old)
+            for (parameter, added), old in zip(self.parameters, before):
+                parameter.copy_(torch.where(added, old + (parameter - old) * self.scale, parameter))
+
+
+def leading_block(shape: torch.Size) -> tuple[slice, ...]:
+    """The index of a tensor of `shape` inside a larger one (where widening puts the trained weights)."""
+    return tuple(slice(0, size) for size in shape)
 
 
 def centre_taps(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -656,11 +662,9 @@ def main() -> None:
               flush=True)
     schedule = new_schedule
     average = parameter_average(model, state, args.ema, step, rank == 0)
-    widened_scales = [list(entry) for entry in (state or {}).get("widened_lr_scale", [])]
-    if args.widened_lr_scale is not None and (not widened_scales or widened_scales[-1][1] != args.widened_lr_scale):
-        if not args.init:
-            raise SystemExit("--widened-lr-scale needs --init: the weights whose shapes tell what widening added")
-        widened_scales.append([step, args.widened_lr_scale])
+    if args.widened_lr_scale is not None and not args.init:
+        raise SystemExit("--widened-lr-scale needs --init: the weights whose shapes tell what widening added")
+    widened_scales = extend_schedule((state or {}).get("widened_lr_scale", []), step, args.widened_lr_scale)
     widened = WidenedStep(model, args.init, widened_scales[-1][1]) if widened_scales and args.init else None
     if widened is not None and rank == 0:
         print(f"{len(widened.parameters)} widened tensors: their new elements at {widened_scales[-1][1]:g}x the "
