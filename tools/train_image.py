@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import random
@@ -757,6 +758,11 @@ def main() -> None:
         print(f"checkpoint saved at step {step}" + (" (stop requested)" if stop.requested else ""), flush=True)
     if world > 1:
         dist.barrier()  # rank 0 may still be saving and validating: tear gloo down only once every rank is here
+        # DDP's reducer holds the process group; freed by the garbage collector at interpreter exit, gloo's
+        # threads could be torn down mid-finalisation and abort the process ("terminate called without an
+        # active exception"), so it goes while the interpreter is whole
+        del forward_model
+        gc.collect()
         dist.destroy_process_group()
 
 
