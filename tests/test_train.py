@@ -569,3 +569,25 @@ def test_widened_lr_scale_moves_only_the_added_elements_further(tmp_path):
     torch.testing.assert_close(moved["0.weight"][:, :8], 0.1 * grads["0.weight"][:, :8])  # trained: plain step
     torch.testing.assert_close(moved["0.weight"][:, 8:], 0.4 * grads["0.weight"][:, 8:])  # added: 4x
     torch.testing.assert_close(moved["4.weight"], 0.1 * grads["4.weight"])  # not widened at all
+
+
+def test_widened_from_finds_the_added_elements_when_init_is_already_wide(tmp_path, photo_folder):
+    import torch
+    from safetensors.torch import save_file
+
+    def export(run: Path, name: str) -> Path:
+        state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+        save_file({key: value.contiguous() for key, value in state.items()}, str(tmp_path / name))
+        return tmp_path / name
+
+    wider = ("--analysis-widths", "24", "16", "16")
+    assert _train(tmp_path / "narrow", photo_folder, 1, [sys.executable]).returncode == 0
+    narrow = export(tmp_path / "narrow", "narrow.safetensors")
+    assert _train(tmp_path / "wide", photo_folder, 1, [sys.executable], ("--init", str(narrow), *wider)).returncode == 0
+    wide = export(tmp_path / "wide", "wide.safetensors")
+    scaled = ("--init", str(wide), *wider, "--widened-lr-scale", "3")
+    alone = _train(tmp_path / "alone", photo_folder, 1, [sys.executable], scaled)
+    assert alone.returncode == 0 and "no tensor of" in alone.stdout
+    told = _train(tmp_path / "told", photo_folder, 1, [sys.executable], (*scaled, "--widened-from", str(narrow)))
+    assert told.returncode == 0, told.stderr[-2000:]
+    assert "widened tensors: their new elements at 3x" in told.stdout

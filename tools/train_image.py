@@ -504,6 +504,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--widened-lr-scale", type=float, metavar="K",
                         help="with --init weights that the model widens: the elements widening added move K times as "
                              "far per step as the trained ones (recorded in the run from this step on)")
+    parser.add_argument("--widened-from", type=Path, metavar="WEIGHTS",
+                        help="the narrower weights whose shapes tell --widened-lr-scale what widening added (default "
+                             "--init; give the pre-widening weights when --init is already wide, e.g. exported after "
+                             "widening)")
     parser.add_argument("--ema", type=float, metavar="DECAY",
                         help="keep an exponential moving average of the parameters (e.g. 0.999) for validation and "
                              "export; fixed for the run once set (a resume may start one)")
@@ -663,14 +667,17 @@ def main() -> None:
               flush=True)
     schedule = new_schedule
     average = parameter_average(model, state, args.ema, step, rank == 0)
-    if args.widened_lr_scale is not None and not args.init:
-        raise SystemExit("--widened-lr-scale needs --init: the weights whose shapes tell what widening added")
+    narrower = args.widened_from or args.init
+    if args.widened_lr_scale is not None and not narrower:
+        raise SystemExit("--widened-lr-scale needs --init or --widened-from: the weights whose shapes tell what "
+                         "widening added")
     widened_scales = extend_schedule((state or {}).get("widened_lr_scale", []), step, args.widened_lr_scale)
-    widened = WidenedStep(model, args.init, widened_scales[-1][1]) if widened_scales and args.init else None
+    widened = WidenedStep(model, narrower, widened_scales[-1][1]) if widened_scales and narrower else None
     if widened is not None and rank == 0:
         print(f"{len(widened.parameters)} widened tensors: their new elements at {widened_scales[-1][1]:g}x the "
-              "learning rate" if widened.parameters else "--widened-lr-scale: no tensor of --init is narrower than "
-              "the model's (weights exported after widening?), so every element trains at the same rate", flush=True)
+              "learning rate" if widened.parameters else f"--widened-lr-scale: no tensor of {narrower} is narrower "
+              "than the model's (weights exported after widening? --widened-from names the pre-widening ones), so "
+              "every element trains at the same rate", flush=True)
     forward_model = model
     if world > 1:
         # the bottleneck quantiles only get gradients from the aux loss: DDP ignores them, we average them by hand
