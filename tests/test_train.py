@@ -36,6 +36,16 @@ def _train(out: Path, photos: Path, steps: int, launcher: list[str], extra: tupl
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def _export_run(run: Path, weights: Path) -> dict:
+    """A run's checkpoint written as shipped-style safetensors weights (for --init); returns its state dict."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    save_file({key: value.contiguous() for key, value in state.items()}, str(weights))
+    return state
+
+
 def test_resume_continues_the_global_step_and_learning_rate(tmp_path, photo_folder):
     import torch
 
@@ -293,13 +303,9 @@ def test_distributed_two_cpu_processes(tmp_path, photo_folder):
 
 
 def test_training_can_start_from_shipped_style_weights(tmp_path, photo_folder):
-    import torch
-    from safetensors.torch import save_file
-
     out = tmp_path / "first"
     assert _train(out, photo_folder, 2, [sys.executable]).returncode == 0
-    state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
-    save_file({key: value.contiguous() for key, value in state.items()}, str(tmp_path / "w.safetensors"))
+    _export_run(out, tmp_path / "w.safetensors")
     result = _train(tmp_path / "second", photo_folder, 1, [sys.executable], ("--init", str(tmp_path / "w.safetensors")))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "initialised from" in result.stdout
@@ -365,13 +371,11 @@ def test_mgm_training_records_the_coarse_level_options(tmp_path, photo_folder):
 
 def test_train_only_g_s_gives_a_narrower_decoder_and_leaves_the_encoder_untouched(tmp_path, photo_folder):
     import torch
-    from safetensors.torch import save_file
 
     mgm = ("--model", "mgm", "--groups", "1", "2", "--residual", "--hyper-codewords", "4", "--hyper-groups", "2")
     first = tmp_path / "wide"
     assert _train(first, photo_folder, 2, [sys.executable], mgm).returncode == 0
-    wide = torch.load(first / "checkpoint.pt", weights_only=True)["model"]
-    save_file({key: value.contiguous() for key, value in wide.items()}, str(tmp_path / "wide.safetensors"))
+    wide = _export_run(first, tmp_path / "wide.safetensors")
     out = tmp_path / "narrow"
     result = _train(out, photo_folder, 3, [sys.executable],
                     (*mgm, "--synthesis-widths", "16", "16", "8", "--train-only", "g_s",
@@ -491,9 +495,7 @@ def test_coded_rate_trains_the_decoder_side_on_coded_bits_and_leaves_the_encoder
 
     first = tmp_path / "soft"
     assert _train(first, photo_folder, 2, [sys.executable]).returncode == 0
-    soft = torch.load(first / "checkpoint.pt", weights_only=True)["model"]
-    from safetensors.torch import save_file
-    save_file({key: value.contiguous() for key, value in soft.items()}, str(tmp_path / "soft.safetensors"))
+    soft = _export_run(first, tmp_path / "soft.safetensors")
     decoder = ("g_s", "latent_codec.h_s", "latent_codec.z", "latent_codec.y")
     out = tmp_path / "hard"
     result = _train(out, photo_folder, 3, [sys.executable],
@@ -572,19 +574,13 @@ def test_widened_lr_scale_moves_only_the_added_elements_further(tmp_path):
 
 
 def test_widened_from_finds_the_added_elements_when_init_is_already_wide(tmp_path, photo_folder):
-    import torch
-    from safetensors.torch import save_file
-
-    def export(run: Path, name: str) -> Path:
-        state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
-        save_file({key: value.contiguous() for key, value in state.items()}, str(tmp_path / name))
-        return tmp_path / name
-
     wider = ("--analysis-widths", "24", "16", "16")
     assert _train(tmp_path / "narrow", photo_folder, 1, [sys.executable]).returncode == 0
-    narrow = export(tmp_path / "narrow", "narrow.safetensors")
+    narrow = tmp_path / "narrow.safetensors"
+    _export_run(tmp_path / "narrow", narrow)
     assert _train(tmp_path / "wide", photo_folder, 1, [sys.executable], ("--init", str(narrow), *wider)).returncode == 0
-    wide = export(tmp_path / "wide", "wide.safetensors")
+    wide = tmp_path / "wide.safetensors"
+    _export_run(tmp_path / "wide", wide)
     scaled = ("--init", str(wide), *wider, "--widened-lr-scale", "3")
     alone = _train(tmp_path / "alone", photo_folder, 1, [sys.executable], scaled)
     assert alone.returncode == 0 and "no tensor of" in alone.stdout
